@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Modules under titans.cli that provide a sub-command.
-COMMANDS = ["demo"]
+COMMANDS = ["demo", "eval"]
 
 
 def build_parser() -> argparse.ArgumentParser:
