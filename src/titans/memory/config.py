@@ -1,0 +1,89 @@
+"""Configuration of the neural memory layer, validated at construction."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from titans.ops.neural_memory.state import ACTIVATIONS
+
+OUTPUT_GATES = ("silu", "sigmoid", "none")
+
+
+@dataclass
+class NeuralMemoryConfig:
+    """Neural long-term memory layer (Titans §3.1, §4.4).
+
+    d_model: model width. num_heads × head_dim is the memory width (head_dim defaults to
+    d_model // num_heads). depth: memory MLP layers L_M (1 = linear matrix memory).
+    hidden_dim: memory MLP hidden width (default ``expansion * head_dim``).
+    theta_max: the learning rate θ_t = theta_max · sigmoid(·) (default 1 for a linear memory,
+    4 / hidden_dim for a deep one, see docs/design.md); theta_init, eta_init, alpha_init: gate
+    values at initialisation (set through the projection biases).
+    momentum / weight_decay: ablation switches (False fixes η = 0 / α = 0).
+    conv_kernel: causal depthwise conv after q/k/v (0 disables). output_gate: activation of the
+    linear output gate applied after the output RMSNorm.
+    """
+
+    d_model: int
+    num_heads: int = 4
+    head_dim: int | None = None
+    depth: int = 2
+    expansion: float = 4.0
+    hidden_dim: int | None = None
+    activation: str = "gelu"
+    chunk_size: int = 64
+    conv_kernel: int = 4
+    theta_max: float | None = None
+    theta_init: float = 0.1
+    eta_init: float = 0.6
+    alpha_init: float = 0.01
+    momentum: bool = True
+    weight_decay: bool = True
+    output_gate: str = "silu"
+    learn_init: bool = True
+    norm_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        def positive_int(name: str, value: object, allow_zero: bool = False) -> None:
+            ok = isinstance(value, int) and not isinstance(value, bool) and (
+                value >= 0 if allow_zero else value > 0)
+            if not ok:
+                kind = "a non-negative" if allow_zero else "a positive"
+                raise ValueError(f"{name} must be {kind} int, got {value!r}")
+
+        positive_int("d_model", self.d_model)
+        positive_int("num_heads", self.num_heads)
+        positive_int("depth", self.depth)
+        positive_int("chunk_size", self.chunk_size)
+        positive_int("conv_kernel", self.conv_kernel, allow_zero=True)
+        if self.head_dim is None:
+            if self.d_model % self.num_heads:
+                raise ValueError(f"num_heads={self.num_heads} must divide d_model={self.d_model} "
+                                 "(or set head_dim)")
+            self.head_dim = self.d_model // self.num_heads
+        positive_int("head_dim", self.head_dim)
+        if self.hidden_dim is None:
+            if not self.expansion > 0:
+                raise ValueError(f"expansion must be > 0, got {self.expansion!r}")
+            self.hidden_dim = max(1, int(round(self.expansion * self.head_dim)))
+        positive_int("hidden_dim", self.hidden_dim)
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.output_gate not in OUTPUT_GATES:
+            raise ValueError(f"output_gate must be one of {OUTPUT_GATES}, got {self.output_gate!r}")
+        if self.theta_max is None:
+            self.theta_max = 1.0 if self.depth == 1 else 4.0 / self.hidden_dim
+        if not self.theta_max > 0:
+            raise ValueError(f"theta_max must be > 0, got {self.theta_max!r}")
+        for name in ("theta_init", "eta_init", "alpha_init"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"{name} must lie in (0, 1), got {value!r}")
+
+    @property
+    def layer_dims(self) -> list[int]:
+        """Memory MLP widths ``[d_0, ..., d_L]`` (``d_0 = d_L = head_dim``)."""
+        return [self.head_dim] + [self.hidden_dim] * (self.depth - 1) + [self.head_dim]
+
+    def to_dict(self) -> dict:
+        return asdict(self)

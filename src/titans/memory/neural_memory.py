@@ -1,0 +1,199 @@
+"""``NeuralMemory``: the Titans long-term memory as a sequence layer.
+
+x ─┬─ q/k/v projections → causal depthwise conv → SiLU (q, k ℓ2-normalised per head)
+   ├─ gates θ (learning rate), η (momentum), α (forgetting), per token and head
+   └─ output gate
+y = out_proj( RMSNorm(neural_memory(q, k, v, θ, η, α)) ⊙ gate(x) )
+
+The memory's initial weights are parameters (learned through the inner optimisation). A
+:class:`NeuralMemoryCache` carries everything needed to continue a sequence: the memory state,
+the weights at the start of the current chunk (gradients inside a chunk are taken there), the
+position inside that chunk, and the convolution tails. Feeding a sequence in any pieces,
+one token at a time included, gives the outputs of one pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from titans.ops import MemoryState, memory_mlp, neural_memory
+from titans.ops.neural_memory.chunked import chunked_neural_memory
+from titans.ops.neural_memory.state import broadcast_state
+
+from .config import NeuralMemoryConfig
+
+
+@dataclass
+class NeuralMemoryCache:
+    """Streaming state of one :class:`NeuralMemory` layer (batch dimension B throughout).
+
+    state:  memory weights and momentum after the last token seen.
+    anchor: memory weights at the start of the current (unfinished) chunk, or None at a boundary.
+    offset: tokens of the current chunk already consumed (0 ≤ offset < chunk_size).
+    conv:   last ``conv_kernel - 1`` projected inputs of q, k, v: ``[B, C, K-1]`` each, or None.
+    """
+
+    state: MemoryState
+    anchor: tuple[Tensor, ...] | None = None
+    offset: int = 0
+    conv: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def detach(self) -> NeuralMemoryCache:
+        """Cut the autograd history (truncated backprop when streaming long sequences)."""
+        return NeuralMemoryCache(
+            self.state.detach(),
+            None if self.anchor is None else tuple(a.detach() for a in self.anchor),
+            self.offset,
+            None if self.conv is None else tuple(c.detach() for c in self.conv),
+        )
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+class CausalDepthwiseConv(nn.Module):
+    """Causal depthwise 1-D convolution over ``[B, T, C]`` with an optional carried tail."""
+
+    def __init__(self, channels: int, kernel: int):
+        super().__init__()
+        self.kernel = kernel
+        self.weight = nn.Parameter(torch.zeros(channels, 1, kernel))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        with torch.no_grad():  # start as identity plus a little mixing
+            self.weight.normal_(0.0, 0.02)
+            self.weight[:, 0, -1] += 1.0
+
+    def forward(self, x: Tensor, tail: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x = x.transpose(1, 2)  # [B, C, T]
+        if tail is None:
+            tail = x.new_zeros(x.shape[0], x.shape[1], self.kernel - 1)
+        full = torch.cat([tail.to(x.dtype), x], dim=-1)
+        y = F.conv1d(full, self.weight.to(x.dtype), self.bias.to(x.dtype), groups=x.shape[1])
+        return y.transpose(1, 2), full[..., full.shape[-1] - (self.kernel - 1):]
+
+
+class NeuralMemory(nn.Module):
+    """Titans neural long-term memory layer: ``[B, T, d_model] → [B, T, d_model]``."""
+
+    def __init__(self, config: NeuralMemoryConfig):
+        super().__init__()
+        self.config = c = config
+        H, D = c.num_heads, c.head_dim
+        width = H * D
+        self.q_proj = nn.Linear(c.d_model, width, bias=False)
+        self.k_proj = nn.Linear(c.d_model, width, bias=False)
+        self.v_proj = nn.Linear(c.d_model, width, bias=False)
+        self.convs = nn.ModuleList(CausalDepthwiseConv(width, c.conv_kernel) for _ in range(3)) \
+            if c.conv_kernel > 1 else None
+        self.gate_proj = nn.Linear(c.d_model, 3 * H)  # θ, η, α logits per head
+        self.out_gate = nn.Linear(c.d_model, width, bias=False) if c.output_gate != "none" else None
+        self.out_norm = nn.Parameter(torch.ones(H, D))
+        self.out_proj = nn.Linear(width, c.d_model, bias=False)
+        dims = c.layer_dims
+        init = []
+        for i in range(c.depth):
+            # Unit-norm keys feed layer 0, so unit-variance weights give O(1) pre-activations.
+            std = 1.0 if i == 0 else dims[i] ** -0.5
+            init.append(torch.randn(H, dims[i], dims[i + 1]) * std)
+        self.memory_init = nn.ParameterList(nn.Parameter(w, requires_grad=c.learn_init) for w in init)
+        with torch.no_grad():
+            nn.init.normal_(self.gate_proj.weight, 0.0, 0.02)
+            self.gate_proj.bias.copy_(torch.tensor(
+                [_logit(c.theta_init)] * H + [_logit(c.eta_init)] * H + [_logit(c.alpha_init)] * H))
+
+    # ------------------------------------------------------------------ pieces
+    def initial_state(self) -> MemoryState:
+        """The learned initial memory (shared over the batch), no momentum."""
+        return MemoryState(tuple(self.memory_init), None)
+
+    def _qkv(self, x: Tensor, conv_tails: tuple | None) -> tuple[Tensor, Tensor, Tensor, tuple | None]:
+        H = self.config.num_heads
+        proj = [self.q_proj(x), self.k_proj(x), self.v_proj(x)]
+        new_tails = None
+        if self.convs is not None:
+            outs = [conv(p, None if conv_tails is None else t)
+                    for conv, p, t in zip(self.convs, proj, conv_tails or (None, None, None))]
+            proj = [o for o, _ in outs]
+            new_tails = tuple(t for _, t in outs)
+        q, k, v = (rearrange(F.silu(p), "b t (h d) -> b t h d", h=H) for p in proj)
+        return F.normalize(q, dim=-1), F.normalize(k, dim=-1), v, new_tails
+
+    def _gates(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        c = self.config
+        logits = self.gate_proj(x).float()
+        th, et, al = logits.chunk(3, dim=-1)  # [B, T, H] each
+        theta = c.theta_max * torch.sigmoid(th)
+        eta = torch.sigmoid(et) if c.momentum else torch.zeros_like(et)
+        alpha = torch.sigmoid(al) if c.weight_decay else torch.zeros_like(al)
+        return theta, eta, alpha
+
+    def _output(self, x: Tensor, y: Tensor) -> Tensor:
+        """RMSNorm per head, linear gate, output projection. y: ``[B, T, H, D]``."""
+        y = F.rms_norm(y.float(), (y.shape[-1],), eps=self.config.norm_eps) * self.out_norm
+        y = rearrange(y, "b t h d -> b t (h d)").to(x.dtype)
+        if self.out_gate is not None:
+            g = self.out_gate(x)
+            y = y * (F.silu(g) if self.config.output_gate == "silu" else torch.sigmoid(g))
+        return self.out_proj(y)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: Tensor, cache: NeuralMemoryCache | None = None
+                ) -> tuple[Tensor, NeuralMemoryCache]:
+        """Read and write the memory. x: ``[B, T, d_model]`` → (``[B, T, d_model]``, cache).
+
+        Pass the returned cache back in to continue the same sequences.
+        """
+        if x.dim() != 3 or x.shape[-1] != self.config.d_model:
+            raise ValueError(f"x must be [B, T, d_model={self.config.d_model}], got {tuple(x.shape)}")
+        b = self.config.chunk_size
+        q, k, v, conv = self._qkv(x, None if cache is None else cache.conv)
+        theta, eta, alpha = self._gates(x)
+        state = self.initial_state() if cache is None else cache.state
+        anchor, offset = (None, 0) if cache is None else (cache.anchor, cache.offset)
+        if state.weights[0].dim() == 3 or state.momentum is None:
+            state = MemoryState(*(tuple(t) for t in broadcast_state(state, x.shape[0])))
+        T = x.shape[1]
+        n_head = min(T, (b - offset) % b)  # tokens that finish a chunk begun earlier
+        n_tail = (T - n_head) % b
+        pieces = []
+        seq = (q, k, v, theta, eta, alpha)
+        if n_head:
+            part = [t[:, :n_head] for t in seq]
+            y, w, m, anchor = chunked_neural_memory(
+                *part, list(state.weights), list(state.momentum), b, self.config.activation,
+                anchor=list(anchor), offset=offset)
+            state, anchor = MemoryState(tuple(w), tuple(m)), tuple(anchor)
+            offset = (offset + n_head) % b
+            pieces.append(y)
+        if T - n_head - n_tail:
+            part = [t[:, n_head:T - n_tail] for t in seq]
+            y, state = neural_memory(*part, state, chunk_size=b, activation=self.config.activation)
+            pieces.append(y)
+        if n_tail:
+            anchor = state.weights
+            part = [t[:, T - n_tail:] for t in seq]
+            y, state = neural_memory(*part, state, chunk_size=b, activation=self.config.activation)
+            offset = n_tail
+            pieces.append(y)
+        y = torch.cat(pieces, dim=1) if pieces else q.new_zeros(q.shape)
+        new_cache = NeuralMemoryCache(state, tuple(anchor) if offset else None, offset, conv)
+        return self._output(x, y), new_cache
+
+    def retrieve(self, x: Tensor, state: MemoryState | None = None) -> Tensor:
+        """Read without writing: ``M*(q)`` for queries from x, with ``state`` (default: the
+        initial memory). The query convolution sees only x (no carried history).
+        x: ``[B, T, d_model]`` → ``[B, T, d_model]``.
+        """
+        q, _, _, _ = self._qkv(x, None)
+        state = self.initial_state() if state is None else state
+        weights = [w.unsqueeze(0) if w.dim() == 3 else w for w in state.weights]  # [B|1, H, ...]
+        qh = rearrange(q, "b t h d -> b h t d").to(weights[0].dtype)
+        y = memory_mlp(qh, weights, self.config.activation)
+        return self._output(x, rearrange(y, "b h t d -> b t h d"))
