@@ -108,6 +108,18 @@ def chunk_step(
     return h, new_w, new_s
 
 
+_COMPILED: dict[str, object] = {}
+
+
+def set_compile(enabled: bool) -> None:
+    """Run each chunk's step through ``torch.compile`` (fuses its elementwise work; the loop
+    over chunks stays in Python). Off by default: compilation costs seconds per new shape."""
+    if enabled:
+        _COMPILED["step"] = torch.compile(chunk_step, dynamic=False)
+    else:
+        _COMPILED.pop("step", None)
+
+
 def chunk_bounds(length: int, chunk_size: int, offset: int = 0) -> list[tuple[int, int]]:
     """Token ranges of the chunks of a call whose first token sits ``offset`` into a chunk."""
     bounds, start = [], 0
@@ -168,7 +180,8 @@ def chunked_neural_memory(
             gm = partial[i]
         else:
             gm = GateMatrices(*(x[:, :, i - full[0]] for x in batched))
-        y, weights, momentum = chunk_step(chunk_anchor, weights, momentum, qh[:, :, s:e],
+        step = _COMPILED.get("step", chunk_step)
+        y, weights, momentum = step(chunk_anchor, weights, momentum, qh[:, :, s:e],
                                           kh[:, :, s:e], vh[:, :, s:e], gm, activation)
         ys.append(y)
     y = torch.cat(ys, dim=2) if ys else qh.new_zeros(B, H, 0, D)
