@@ -132,3 +132,14 @@ def test_config_errors(kw, match):
 def test_bad_input_shape():
     with pytest.raises(ValueError, match="d_model"):
         make()(torch.randn(2, 5, 31, dtype=torch.float64))
+
+
+def test_bf16_autocast_close_to_fp32():
+    m = make(torch.float32)
+    x = torch.randn(2, 40, 32)
+    y32, _ = m(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y16, _ = m(x)
+        y16.float().pow(2).mean().backward()
+    rel = (y16.float() - y32).norm() / y32.norm()
+    assert rel < 3e-2, rel

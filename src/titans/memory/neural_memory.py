@@ -123,7 +123,9 @@ class NeuralMemory(nn.Module):
             proj = [o for o, _ in outs]
             new_tails = tuple(t for _, t in outs)
         q, k, v = (rearrange(F.silu(p), "b t (h d) -> b t h d", h=H) for p in proj)
-        return F.normalize(q, dim=-1), F.normalize(k, dim=-1), v, new_tails
+        # Under autocast the ℓ2 norm runs in fp32 while v stays bf16: share one dtype.
+        q, k = F.normalize(q, dim=-1).to(v.dtype), F.normalize(k, dim=-1).to(v.dtype)
+        return q, k, v, new_tails
 
     def _gates(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         c = self.config
