@@ -57,10 +57,11 @@ def test_forward_and_state_match_reference(depth, chunk_size, B, T, H):
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
-@pytest.mark.parametrize("chunk_size", [1, 16])
+@pytest.mark.parametrize("chunk_size", [1, 16, 64])
 @pytest.mark.parametrize("activation", ["gelu", "silu"])
-def test_gradients_match_reference(depth, chunk_size, activation):
-    B, T, H, D = 2, 21, 2, 6
+@pytest.mark.parametrize("B,T,H", [(2, 21, 2), (1, 70, 1)])
+def test_gradients_match_reference(depth, chunk_size, activation, B, T, H):
+    D = 6
     args, state, tensors = make_inputs(B, T, H, D, depth, requires_grad=True)
     y, st = neural_memory(*args, state, chunk_size=chunk_size, activation=activation)
     y_ref, st_ref = neural_memory_reference(*args, state, chunk_size=chunk_size, activation=activation)
