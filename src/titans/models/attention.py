@@ -1,0 +1,160 @@
+"""Attention with a persistent prefix, a sliding window and a bounded KV cache.
+
+Every attention in the models is one pattern: keys are ``[prefix ‖ stream]``; the ``n_prefix``
+prefix keys (persistent tokens, MAC's retrieved memory tokens) are visible to every query, and a
+stream key at position p_k is visible to a query at position p_q iff ``0 ≤ p_q − p_k < window``
+(``window=None``: full causal). Stream keys are contiguous, so the mask is fixed by
+``(Tq, Tk, n_prefix, window, offset)`` with ``offset = p_q[0] − p_k[0]``.
+
+Two exact paths compute it: FlexAttention with a block mask (CUDA; also runs unfused on CPU, which
+the tests use to check it) and SDPA with a boolean mask (CPU, decoding, short inputs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+try:  # FlexAttention (torch >= 2.5)
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+except ImportError:  # pragma: no cover
+    create_block_mask = flex_attention = None
+
+_FLEX_COMPILED: dict[str, object] = {}
+
+
+def attention_mask(tq: int, tk: int, n_prefix: int, window: int | None, offset: int,
+                   device: torch.device | str = "cpu") -> Tensor:
+    """Boolean ``[tq, tk]`` mask (True = visible) of the pattern described in the module doc."""
+    qi = torch.arange(tq, device=device).unsqueeze(1)
+    ki = torch.arange(tk, device=device).unsqueeze(0)
+    dist = qi + offset - (ki - n_prefix)
+    visible = dist >= 0
+    if window is not None:
+        visible = visible & (dist < window)
+    return visible | (ki < n_prefix)
+
+
+def _mask_mod(n_prefix: int, window: int | None, offset: int):
+    big = 1 << 40 if window is None else window
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        dist = q_idx + offset - (kv_idx - n_prefix)
+        return (kv_idx < n_prefix) | ((dist >= 0) & (dist < big))
+
+    return mask_mod
+
+
+@lru_cache(maxsize=64)
+def block_mask(tq: int, tk: int, n_prefix: int, window: int | None, offset: int, device: str):
+    """FlexAttention block mask of the same pattern (cached per shape)."""
+    return create_block_mask(_mask_mod(n_prefix, window, offset), None, None, tq, tk, device=device)
+
+
+def _flex(q: Tensor, k: Tensor, v: Tensor, bm) -> Tensor:
+    if q.is_cuda:
+        fn = _FLEX_COMPILED.get("flex")
+        if fn is None:
+            fn = _FLEX_COMPILED["flex"] = torch.compile(flex_attention, dynamic=False)
+        return fn(q, k, v, block_mask=bm)
+    return flex_attention(q, k, v, block_mask=bm)
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, n_prefix: int = 0, window: int | None = None,
+           offset: int = 0, backend: str = "auto") -> Tensor:
+    """Masked attention. q: ``[B, H, Tq, D]``; k, v: ``[B, H, Tk, D]`` → ``[B, H, Tq, D]``.
+
+    backend: ``auto`` (flex on CUDA for Tq ≥ 128, SDPA otherwise), ``flex`` or ``sdpa``.
+    """
+    tq, tk = q.shape[-2], k.shape[-2]
+    if n_prefix == 0 and window is None and offset == 0 and tq == tk:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)  # flash path
+    use_flex = backend == "flex" or (backend == "auto" and q.is_cuda and tq >= 128)
+    if use_flex and flex_attention is not None:
+        if q.dtype != k.dtype or k.dtype != v.dtype:
+            k, v = k.to(q.dtype), v.to(q.dtype)
+        bm = block_mask(tq, tk, n_prefix, window, offset, str(q.device))
+        return _flex(q, k, v, bm)
+    mask = attention_mask(tq, tk, n_prefix, window, offset, q.device)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+# ------------------------------------------------------------------------------------ rotary
+def rotary(x: Tensor, positions: Tensor, theta: float) -> Tensor:
+    """Rotary position embedding (half-split form). x: ``[B, H, T, D]``; positions: ``[T]`` ints.
+    Angles are formed in float64 so that far positions stay exact and every split of a sequence
+    sees the same rotation."""
+    d = x.shape[-1]
+    inv_freq = theta ** (-torch.arange(0, d, 2, device=x.device, dtype=torch.float64) / d)
+    angles = positions.to(torch.float64).unsqueeze(-1) * inv_freq  # [T, D/2]
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., : d // 2], x[..., d // 2:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+# --------------------------------------------------------------------------- self-attention
+@dataclass
+class KVCache:
+    """Keys/values of one attention layer: the constant prefix and the last ``≤ window`` stream
+    tokens (all of them for full attention). ``pos``: stream tokens seen so far."""
+
+    prefix_k: Tensor | None  # [B, H, Np, D]
+    prefix_v: Tensor | None
+    k: Tensor  # [B, H, L, D]
+    v: Tensor
+    pos: int
+
+    def detach(self) -> KVCache:
+        pk = None if self.prefix_k is None else self.prefix_k.detach()
+        pv = None if self.prefix_v is None else self.prefix_v.detach()
+        return KVCache(pk, pv, self.k.detach(), self.v.detach(), self.pos)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head attention with RoPE over ``[prefix ‖ x]``: the prefix (given on the first call
+    only) is visible to every position; x attends causally within ``window`` (None = full)."""
+
+    def __init__(self, d_model: int, n_heads: int, head_dim: int, rope_theta: float,
+                 window: int | None, backend: str = "auto"):
+        super().__init__()
+        self.n_heads, self.head_dim, self.window = n_heads, head_dim, window
+        self.rope_theta, self.backend = rope_theta, backend
+        self.qkv = nn.Linear(d_model, 3 * n_heads * head_dim, bias=False)
+        self.o_proj = nn.Linear(n_heads * head_dim, d_model, bias=False)
+
+    def _project(self, x: Tensor, start: int) -> tuple[Tensor, Tensor, Tensor]:
+        q, k, v = rearrange(self.qkv(x), "b t (s h d) -> s b h t d", s=3, h=self.n_heads)
+        pos = torch.arange(start, start + x.shape[1], device=x.device)
+        return rotary(q, pos, self.rope_theta), rotary(k, pos, self.rope_theta), v
+
+    def forward(self, x: Tensor, prefix: Tensor | None = None, cache: KVCache | None = None
+                ) -> tuple[Tensor, KVCache]:
+        """x: ``[B, T, d_model]``; prefix: ``[B, Np, d_model]`` (first call only) → output
+        ``[B, T, d_model]`` and the cache to continue the same sequences."""
+        if cache is not None and prefix is not None:
+            raise ValueError("prefix is only accepted on the first call (cache=None)")
+        if cache is None:
+            n_p = 0 if prefix is None else prefix.shape[1]
+            pk = pv = None
+            if n_p:
+                _, pk, pv = self._project(prefix, 0)
+            empty = x.new_zeros(x.shape[0], self.n_heads, 0, self.head_dim)
+            cache = KVCache(pk, pv, empty, empty, 0)
+        n_p = 0 if cache.prefix_k is None else cache.prefix_k.shape[2]
+        q, k, v = self._project(x, n_p + cache.pos)
+        k_all = torch.cat([cache.k, k], dim=2)
+        v_all = torch.cat([cache.v, v], dim=2)
+        keys, vals = k_all, v_all
+        if n_p:
+            keys = torch.cat([cache.prefix_k, k_all], dim=2)
+            vals = torch.cat([cache.prefix_v, v_all], dim=2)
+        y = attend(q, keys, vals, n_p, self.window, offset=cache.k.shape[2], backend=self.backend)
+        if self.window is not None:
+            k_all, v_all = k_all[:, :, -self.window:], v_all[:, :, -self.window:]
+        new_cache = KVCache(cache.prefix_k, cache.prefix_v, k_all, v_all, cache.pos + x.shape[1])
+        return self.o_proj(rearrange(y, "b h t d -> b t (h d)")), new_cache

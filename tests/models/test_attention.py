@@ -1,0 +1,70 @@
+"""Attention masks against hand-built ones, FlexAttention == SDPA, RoPE, bounded KV cache."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from titans.models.attention import SelfAttention, attend, attention_mask, rotary
+
+
+def hand_mask(tq, tk, n_prefix, window, offset):
+    m = torch.zeros(tq, tk, dtype=torch.bool)
+    for q in range(tq):
+        for k in range(tk):
+            if k < n_prefix:
+                m[q, k] = True
+                continue
+            qpos, kpos = q + offset, k - n_prefix  # positions in the stream
+            m[q, k] = kpos <= qpos and (window is None or qpos - kpos < window)
+    return m
+
+
+CASES = [(9, 9, 0, None, 0), (9, 9, 0, 4, 0), (9, 12, 3, 4, 0), (1, 7, 2, 5, 4), (3, 10, 2, None, 5),
+         (6, 14, 4, None, 0)]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_mask_matches_hand_built(case):
+    assert torch.equal(attention_mask(*case), hand_mask(*case))
+
+
+@pytest.mark.parametrize("case", CASES + [(130, 150, 4, 32, 16)])
+def test_flex_equals_sdpa(case):
+    tq, tk, n_prefix, window, offset = case
+    q, k, v = torch.randn(2, 2, tq, 16), torch.randn(2, 2, tk, 16), torch.randn(2, 2, tk, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flex = attend(q, k, v, n_prefix, window, offset, backend="flex")
+    sdpa = attend(q, k, v, n_prefix, window, offset, backend="sdpa")
+    torch.testing.assert_close(flex, sdpa, rtol=1e-5, atol=1e-5)
+    # and both equal a plain softmax with the hand-built mask
+    s = (q @ k.mT) / 4.0
+    ref = s.masked_fill(~hand_mask(*case), float("-inf")).softmax(-1) @ v
+    torch.testing.assert_close(sdpa, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_rotary_is_relative():
+    q, k = torch.randn(1, 1, 1, 8, dtype=torch.float64), torch.randn(1, 1, 1, 8, dtype=torch.float64)
+    pos = torch.tensor([5])
+    a = rotary(q, pos, 1e4) @ rotary(k, pos - 3, 1e4).mT
+    b = rotary(q, pos + 1000, 1e4) @ rotary(k, pos + 997, 1e4).mT
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("window", [None, 5])
+def test_kv_cache_bounded_and_exact(window):
+    attn = SelfAttention(32, 4, 8, 1e4, window).double()
+    x = torch.randn(2, 23, 32, dtype=torch.float64)
+    prefix = torch.randn(2, 3, 32, dtype=torch.float64)
+    full, _ = attn(x, prefix)
+    cache, outs = None, []
+    for t in range(23):
+        y, cache = attn(x[:, t:t + 1], prefix if cache is None else None, cache)
+        outs.append(y)
+        assert cache.k.shape[2] == (t + 1 if window is None else min(t + 1, window))
+    torch.testing.assert_close(torch.cat(outs, 1), full, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="prefix"):
+        attn(x, prefix, cache)

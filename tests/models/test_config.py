@@ -1,0 +1,68 @@
+"""ModelConfig validation, JSON round trip and preset parameter counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from titans.models import PRESETS, VARIANTS, ModelConfig, count_parameters, get_config
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"variant": "gpt"}, "variant must be one of"),
+    ({"d_model": 60, "n_heads": 7}, "n_heads=7 must divide d_model=60"),
+    ({"variant": "mac", "segment_len": 20, "memory": {"chunk_size": 8}}, "multiple of the memory chunk"),
+    ({"variant": "mac", "segment_len": 8, "n_retrieve": 9, "memory": {"chunk_size": 8}}, "n_retrieve"),
+    ({"variant": "mag", "window": None}, "needs a sliding window"),
+    ({"variant": "mal", "window": 0}, "window must be a positive int"),
+    ({"memory": {"depht": 2}}, "unknown keys"),
+    ({"memory": {"chunk_size": 0}}, "chunk_size must be a positive int"),
+    ({"n_layers": 0}, "n_layers must be a positive int"),
+    ({"attn_backend": "xformers"}, "attn_backend must be one of"),
+    ({"gate_activation": "tanh"}, "gate_activation must be one of"),
+])
+def test_bad_configs_raise(kwargs, match):
+    base = {"variant": "mag", "vocab_size": 64, "d_model": 64, "n_heads": 4}
+    with pytest.raises(ValueError, match=match):
+        ModelConfig(**{**base, **kwargs})
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_config("huge-mac")
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_config("tiny-rnn")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_json_round_trip(variant):
+    cfg = get_config(f"tiny-{variant}", vocab_size=100, memory={"depth": 1})
+    again = ModelConfig.from_dict(__import__("json").loads(cfg.to_json()))
+    assert again == cfg
+    assert cfg.memory_config().depth == 1
+
+
+def test_presets_cover_sizes_and_variants():
+    assert len(PRESETS) == 6 * len(VARIANTS)
+    assert {p.split("-")[1] for p in PRESETS} == set(VARIANTS)
+    tiny = count_parameters(get_config("tiny-mac", vocab_size=256))
+    assert 50_000 < tiny < 1_000_000
+
+
+@pytest.mark.parametrize("size, target", [("170m", 170e6), ("340m", 340e6), ("400m", 400e6),
+                                          ("760m", 760e6)])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_paper_sizes_match_names(size, target, variant):
+    cfg = get_config(f"{size}-{variant}", vocab_size=32000)
+    n = count_parameters(cfg)
+    assert abs(n / target - 1) < 0.05, (cfg.n_layers, n)
+
+
+@pytest.mark.parametrize("vocab", [256, 32000])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_small_preset_is_about_30m(vocab, variant):
+    n = count_parameters(get_config(f"small-{variant}", vocab_size=vocab))
+    assert 20e6 <= n <= 40e6, n
+
+
+def test_explicit_layers_win():
+    assert get_config("340m-mag", n_layers=3).n_layers == 3
