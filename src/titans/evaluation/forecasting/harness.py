@@ -1,0 +1,119 @@
+"""One training harness for every forecaster: Adam on MSE, learning rate halved each epoch
+(the Informer/Autoformer/DLinear "type1" schedule), early stopping on validation MSE with the
+best weights restored, then MSE / MAE over every test window, step and channel (standardised
+scale, no dropped last batch)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .data import ETTWindows
+from .models import build_model
+
+DEFAULT_LR = {"lmm": 1e-3, "dlinear": 5e-3, "patchtst": 1e-3}
+
+
+@dataclass
+class ForecastConfig:
+    dataset: str = "ETTh1"
+    model: str = "lmm"
+    seq_len: int = 96
+    pred_len: int = 96
+    batch_size: int = 32
+    lr: float | None = None          # None: DEFAULT_LR[model]
+    epochs: int = 10
+    patience: int = 3
+    lr_decay: float = 0.5            # multiply the learning rate by this after every epoch
+    seed: int = 2021
+    root: str | None = None          # folder with ETTh1.csv / ETTh2.csv (default ../shared/data/ett)
+    max_train_batches: int | None = None  # cap per epoch (tests / smoke runs)
+    model_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("seq_len", "pred_len", "batch_size", "epochs", "patience"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if self.lr is None:
+            if self.model not in DEFAULT_LR:
+                raise ValueError(f"model must be one of {sorted(DEFAULT_LR)}, got {self.model!r}")
+            self.lr = DEFAULT_LR[self.model]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: ETTWindows, batch_size: int = 256) -> dict[str, float]:
+    """MSE and MAE over all windows, horizon steps and channels of ``data``."""
+    model.eval()
+    x, y = data.tensors()
+    se = ae = 0.0
+    for i in range(0, x.shape[0], batch_size):
+        pred = model(x[i:i + batch_size].contiguous())
+        err = pred - y[i:i + batch_size]
+        se += err.double().pow(2).sum().item()
+        ae += err.double().abs().sum().item()
+    n = y.numel()
+    return {"mse": se / n, "mae": ae / n}
+
+
+def train_and_evaluate(cfg: ForecastConfig, log=print) -> dict:
+    """Train ``cfg.model`` on ``cfg.dataset`` and return a JSON-ready record of the run."""
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    splits = {s: ETTWindows(cfg.dataset, s, cfg.seq_len, cfg.pred_len, cfg.root)
+              for s in ("train", "val", "test")}
+    train = splits["train"]
+    model = build_model(cfg.model, cfg.seq_len, cfg.pred_len, train.channels, **cfg.model_kwargs)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    x_all, y_all = train.tensors()
+    best, best_state, best_epoch, bad = math.inf, None, 0, 0
+    history = []
+    start = time.time()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = torch.randperm(x_all.shape[0], generator=gen)
+        batches = range(0, x_all.shape[0], cfg.batch_size)
+        if cfg.max_train_batches is not None:
+            batches = list(batches)[: cfg.max_train_batches]
+        total, count = 0.0, 0
+        for i in batches:
+            idx = order[i:i + cfg.batch_size]
+            loss = nn.functional.mse_loss(model(x_all[idx].contiguous()), y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            count += len(idx)
+        val = evaluate(model, splits["val"])
+        history.append({"epoch": epoch, "train_mse": total / count, "val_mse": val["mse"],
+                        "lr": opt.param_groups[0]["lr"], "seconds": time.time() - start})
+        log(f"[{cfg.dataset} {cfg.model} H={cfg.pred_len}] epoch {epoch} train {total / count:.4f} "
+            f"val {val['mse']:.4f} ({time.time() - start:.0f}s)")
+        if val["mse"] < best:
+            best, best_epoch, bad = val["mse"], epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+            if bad >= cfg.patience:
+                break
+        for g in opt.param_groups:
+            g["lr"] *= cfg.lr_decay
+    model.load_state_dict(best_state)
+    test = evaluate(model, splits["test"])
+    return {"config": asdict(cfg), "params": sum(p.numel() for p in model.parameters()),
+            "windows": {s: len(d) for s, d in splits.items()}, "best_epoch": best_epoch,
+            "val_mse": best, "test_mse": test["mse"], "test_mae": test["mae"],
+            "train_seconds": time.time() - start, "history": history}
+
+
+def save_record(record: dict, path: str | Path) -> None:
+    import json
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(record, indent=1) + "\n")
