@@ -237,3 +237,15 @@ def test_forward_input_errors():
     with pytest.raises(ValueError, match="targets"):
         model(torch.zeros(1, 5, dtype=torch.long), targets=torch.zeros(1, 4, dtype=torch.long))
     assert isinstance(ModelConfig.from_dict(model.config.to_dict()), ModelConfig)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    model = make("mac", dtype=torch.float64)
+    x = torch.randint(0, V, (2, 20))
+    model(x, targets=x.roll(-1, 1)).loss.backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.gradient_checkpointing = True
+    model(x, targets=x.roll(-1, 1)).loss.backward()
+    for a, p in zip(plain, model.parameters()):
+        torch.testing.assert_close(p.grad, a, rtol=1e-10, atol=1e-12)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .blocks import Block, detach_cache
 from .config import ModelConfig
@@ -61,6 +62,8 @@ class TitansLM(nn.Module):
         self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         if c.tie_embeddings:
             self.head.weight = self.embed.weight
+        # Recompute each block in the backward pass (activation checkpointing) while training.
+        self.gradient_checkpointing = False
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -95,8 +98,9 @@ class TitansLM(nn.Module):
         x = self.embed(input_ids)
         layer_caches = [None] * len(self.blocks) if cache is None else cache.layers
         new_caches = []
+        ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for block, lc in zip(self.blocks, layer_caches):
-            x, lc = block(x, lc)
+            x, lc = checkpoint(block, x, lc, use_reentrant=False) if ckpt else block(x, lc)
             new_caches.append(lc)
         logits = self.head(self.norm(x))
         loss = None
