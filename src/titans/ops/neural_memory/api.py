@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
+import os
+
 from torch import Tensor
 
+from . import triton as triton_backend
 from .chunked import chunked_neural_memory
 from .state import MemoryState, broadcast_state, validate_inputs
+
+BACKENDS = ("auto", "torch", "triton")
+BACKEND_ENV = "TITANS_NEURAL_MEMORY_BACKEND"  # process-wide override of backend="auto"
+
+
+def select_backend(backend: str, q: Tensor, weights, chunk_size: int) -> str:
+    """``torch`` or ``triton`` for this call. ``auto`` takes Triton when it supports the call
+    (CUDA inputs, L_M ≤ 2, head dim 16–128 power of two, chunk 16–128 power of two, fp32 state);
+    ``triton`` raises ``ValueError`` saying why when it does not. The environment variable
+    ``TITANS_NEURAL_MEMORY_BACKEND`` (same values) replaces ``auto``, e.g. to force the PyTorch
+    path under a layer that calls the op with the default."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        backend = os.environ.get(BACKEND_ENV, "auto")
+        if backend not in BACKENDS:
+            raise ValueError(f"{BACKEND_ENV} must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch" or (backend == "auto" and not q.is_cuda):
+        return "torch"
+    reason = triton_backend.unsupported_reason(q, weights, chunk_size)
+    if reason is None:
+        return "triton"
+    if backend == "triton":
+        raise ValueError(f"backend='triton' cannot run this call: {reason}")
+    return "torch"
 
 
 def neural_memory(
@@ -19,6 +47,7 @@ def neural_memory(
     chunk_size: int = 64,
     activation: str = "gelu",
     check_gates: bool = False,
+    backend: str = "auto",
 ) -> tuple[Tensor, MemoryState]:
     """Neural long-term memory (Titans, eq. 12–16), chunk-parallel and differentiable.
 
@@ -30,6 +59,8 @@ def neural_memory(
             (``1`` is exact per-token online gradient descent). Chunks count from this call's start.
         activation: memory-MLP activation, one of ``gelu | silu | relu | identity``.
         check_gates: also check gate ranges (costs a device sync).
+        backend: ``auto | torch | triton``. ``auto`` runs the fused Triton kernels
+            (``ops/neural_memory/triton``) on CUDA when they support the call, else PyTorch.
 
     Returns:
         ``y [B, T, H, D]`` with ``y_t = M(q_t; W_t)`` after token t's update, and the new
@@ -37,6 +68,12 @@ def neural_memory(
     """
     validate_inputs(q, k, v, theta, eta, alpha, state, chunk_size, activation, check_gates)
     weights, momentum = broadcast_state(state, q.shape[0])
+    if select_backend(backend, q, weights, chunk_size) == "triton":
+        y, new_w, new_s = triton_backend.triton_chunked_memory(
+            q, k, v, theta, eta, alpha, weights, momentum, chunk_size, activation)
+        weights = [n.to(w.dtype) for n, w in zip(new_w, weights)]
+        momentum = [n.to(m.dtype) for n, m in zip(new_s, momentum)]
+        return y, MemoryState(tuple(weights), tuple(momentum))
     y, weights, momentum, _ = chunked_neural_memory(
         q, k, v, theta, eta, alpha, weights, momentum, chunk_size, activation)
     return y, MemoryState(tuple(weights), tuple(momentum))

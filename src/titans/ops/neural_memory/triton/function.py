@@ -1,0 +1,176 @@
+"""Autograd wrapper and host-side preparation for the Triton memory kernels.
+
+The gate coefficients (A, c, G and the end-of-chunk scalars/rows) are formed in PyTorch,
+batched over all chunks, and enter the kernels as inputs: their gradients come back from the
+backward kernel and flow to θ, η, α through PyTorch autograd. Everything per chunk (keys
+forward, deltas, query pass, state update, and their backward) runs inside the kernels.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..chunked import gate_matrices
+from . import kernels as K
+
+_ACT = {"gelu": K.GELU, "silu": K.SILU, "relu": K.RELU, "identity": K.IDENTITY}
+PRECISIONS = ("tf32", "ieee")
+
+
+def _patch_interpreter() -> None:
+    """Triton 3.6's CPU interpreter turns a loop bound passed as a kernel argument into a
+    1-element array that NumPy 2 refuses to ``int()``; index it explicitly (interpreter only)."""
+    import numpy as np
+    import triton.runtime.interpreter as interp
+
+    if getattr(interp, "_titans_patched", False):
+        return
+    original = interp._patch_lang_tensor
+
+    def patched(tensor, scope):
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(np.asarray(self.handle.data).reshape(-1)[0]))
+
+    interp._patch_lang_tensor = patched
+    interp._titans_patched = True
+
+
+def precision() -> str:
+    """Matmul operand precision of the kernels: ``tf32`` (default) or ``ieee`` (exact fp32),
+    from the environment variable ``TITANS_TRITON_PRECISION``."""
+    p = os.environ.get("TITANS_TRITON_PRECISION", "tf32")
+    if p not in PRECISIONS:
+        raise ValueError(f"TITANS_TRITON_PRECISION must be one of {PRECISIONS}, got {p!r}")
+    return p
+
+
+def hidden_tile(hidden: int) -> int:
+    """Columns of the hidden width handled per inner step (largest of 64/32/16 dividing it)."""
+    for bh in (64, 32, 16):
+        if hidden % bh == 0:
+            return bh
+    raise ValueError(f"hidden width {hidden} is not a multiple of 16")
+
+
+def _launch_opts(D: int, N: int) -> dict:
+    return {"num_warps": 8 if D * N >= 64 * 64 else 4, "num_stages": 1}
+
+
+class _MemoryFn(torch.autograd.Function):
+    """Inputs: tokens ``[BHN, TP, D]`` (q, k, v), gates (A, c ``[BHN, NC, N]``, G
+    ``[BHN, NC, N, N]``, ends ``[BHN, NC, 4]``, gn, sn ``[BHN, NC, N]``), then per layer
+    (W_l, S_l) ``[BHN, d_l, d_{l+1}]`` fp32. Outputs: y ``[BHN, TP, D]`` fp32 and the final
+    (W_l, S_l) per layer."""
+
+    @staticmethod
+    def forward(ctx, act: str, q, k, v, A, C, G, ends, gn, sn, *state):
+        BHN, TP, D = q.shape
+        NC, N = A.shape[1], A.shape[2]
+        depth = len(state) // 2
+        prec = precision()
+        if os.environ.get("TRITON_INTERPRET", "0") == "1":
+            _patch_interpreter()
+        snaps = []
+        for t in state:
+            buf = torch.empty(BHN, NC + 1, *t.shape[1:], device=t.device, dtype=torch.float32)
+            buf[:, 0] = t
+            snaps.append(buf)
+        y = torch.empty(BHN, TP, D, device=q.device, dtype=torch.float32)
+        opts = _launch_opts(D, N)
+        if depth == 1:
+            K.fwd1_kernel[(BHN,)](q, k, v, y, A, C, G, ends, gn, sn, snaps[0], snaps[1], NC, TP,
+                                  N=N, D=D, PREC=prec, **opts)
+        else:
+            HD = state[0].shape[-1]
+            K.fwd2_kernel[(BHN,)](q, k, v, y, A, C, G, ends, gn, sn, *snaps, NC, TP, N=N, D=D,
+                                  HD=HD, BH=hidden_tile(HD), ACT=_ACT[act], PREC=prec, **opts)
+        ctx.save_for_backward(q, k, v, A, C, G, ends, gn, sn, *snaps)
+        ctx.act, ctx.depth, ctx.prec = act, depth, prec
+        return (y, *(s[:, NC].clone() for s in snaps))
+
+    @staticmethod
+    def backward(ctx, dy, *dstate):
+        q, k, v, A, C, G, ends, gn, sn, *snaps = ctx.saved_tensors
+        BHN, TP, D = q.shape
+        NC, N = A.shape[1], A.shape[2]
+        dy = torch.zeros_like(q, dtype=torch.float32) if dy is None else dy.float().contiguous()
+        bufs = []
+        for snap, ds in zip(snaps, dstate):
+            buf = torch.empty(2, *snap[:, 0].shape, device=q.device, dtype=torch.float32)
+            buf[NC % 2] = 0.0 if ds is None else ds
+            bufs.append(buf)
+        f32 = torch.float32
+        dq, dk, dv = (torch.empty(BHN, TP, D, device=q.device, dtype=f32) for _ in range(3))
+        dA, dC, dgn, dsn = (torch.empty_like(A) for _ in range(4))
+        dG = torch.empty_like(G)
+        dends = torch.zeros_like(ends)
+        opts = _launch_opts(D, N)
+        if ctx.depth == 1:
+            K.bwd1_kernel[(BHN,)](q, k, v, dy, A, C, G, ends, gn, sn, *snaps, *bufs,
+                                  dq, dk, dv, dA, dC, dG, dends, dgn, dsn, NC, TP, BHN,
+                                  N=N, D=D, PREC=ctx.prec, **opts)
+        else:
+            HD = snaps[0].shape[-1]
+            sx = torch.empty(BHN, N, HD, device=q.device, dtype=f32)
+            sz = torch.empty_like(sx)
+            K.bwd2_kernel[(BHN,)](q, k, v, dy, A, C, G, ends, gn, sn, *snaps, *bufs,
+                                  dq, dk, dv, dA, dC, dG, dends, dgn, dsn, sx, sz, NC, TP, BHN,
+                                  N=N, D=D, HD=HD, BH=hidden_tile(HD), ACT=_ACT[ctx.act],
+                                  PREC=ctx.prec, **opts)
+        return (None, dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dA, dC, dG, dends, dgn, dsn,
+                *(b[0] for b in bufs))
+
+
+def chunk_gates(theta: Tensor, eta: Tensor, alpha: Tensor, T: int, N: int) -> tuple[Tensor, ...]:
+    """Gate inputs of the kernels from ``[B, H, TP]`` fp32 gates (padded with θ=0, η=1, α=0).
+
+    Returns A, c ``[B, H, NC, N]``, G ``[B, H, NC, N, N]``, ends ``[B, H, NC, 4]`` and the
+    end-of-chunk rows gn, sn ``[B, H, NC, N]``; the last chunk's ends sit at its last real token.
+    """
+    B, H, TP = theta.shape
+    NC = TP // N
+    gm = gate_matrices(*(g.unflatten(-1, (NC, N)) for g in (theta, eta, alpha)))
+    last = torch.full((NC,), N - 1, dtype=torch.long, device=theta.device)
+    last[-1] = (T - 1) % N
+    ar = torch.arange(NC, device=theta.device)
+    a_n, c_n, e_n = gm.A[..., ar, last], gm.c[..., ar, last], gm.E[..., ar, last]
+    ends = torch.stack([a_n, c_n, e_n, torch.zeros_like(a_n)], dim=-1)
+    gn = gm.G[..., ar, last, :]
+    return gm.A, gm.c, gm.G, ends, gn, gm.s_last
+
+
+def triton_chunked_memory(q: Tensor, k: Tensor, v: Tensor, theta: Tensor, eta: Tensor, alpha: Tensor,
+                          weights: list[Tensor], momentum: list[Tensor], chunk_size: int,
+                          activation: str) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """Same contract as ``chunked_neural_memory`` (offset 0): ``[B, T, H, D]`` inputs and
+    ``[B, H, d_l, d_{l+1}]`` fp32 state → ``y [B, T, H, D]`` (q's dtype), final weights, momentum."""
+    B, T, H, D = q.shape
+    N = chunk_size
+    NC = max(1, -(-T // N))
+    pad = NC * N - T
+
+    def tokens(x: Tensor) -> Tensor:
+        x = x.transpose(1, 2)
+        if pad:
+            x = F.pad(x, (0, 0, 0, pad))
+        return x.reshape(B * H, NC * N, D).contiguous()
+
+    with torch.autocast(q.device.type, enabled=False):
+        th, et, al = (g.float().transpose(1, 2) for g in (theta, eta, alpha))
+        if pad:
+            th, al = F.pad(th, (0, pad)), F.pad(al, (0, pad))
+            et = F.pad(et, (0, pad), value=1.0)
+        gates = chunk_gates(th, et, al, T, N)
+        gates = [x.reshape(B * H, *x.shape[2:]).contiguous() for x in gates]
+        state = []
+        for w, s in zip(weights, momentum):
+            state += [w.float().reshape(B * H, *w.shape[-2:]).contiguous(),
+                      s.float().reshape(B * H, *s.shape[-2:]).contiguous()]
+        y, *new = _MemoryFn.apply(activation, tokens(q), tokens(k), tokens(v), *gates, *state)
+    y = y.view(B, H, NC * N, D)[:, :, :T].transpose(1, 2).to(q.dtype)
+    new = [t.view(B, H, *t.shape[1:]) for t in new]
+    return y, new[0::2], new[1::2]

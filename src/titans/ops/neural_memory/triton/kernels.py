@@ -1,0 +1,431 @@
+"""Triton kernels of the chunked neural memory (L_M = 1 and 2), forward and backward.
+
+One program per (batch, head) runs the whole chunk loop: the per-chunk work (keys forward,
+deltas, dual-form query pass, end-of-chunk state) stays in registers, the fp32 state is
+written once per chunk boundary into ``[BH, NC + 1, ...]`` snapshots (kept for the backward
+pass, which recomputes each chunk from its start state). The hidden width of a 2-layer memory
+is walked in tiles of ``BH`` columns; the reductions across it (the layer-2 output, the
+``H_q Hᵀ`` scores) are accumulated over the tile loop.
+
+Layouts (all contiguous, ``BHN = B*H``, ``NC`` chunks of ``N`` tokens, ``TP = NC*N``):
+tokens ``[BHN, TP, D]``; gate vectors ``[BHN, NC, N]``; G ``[BHN, NC, N, N]``; end scalars
+``[BHN, NC, 4]`` = (A_n, c_n, E_n, 0); state snapshots ``[BHN, NC + 1, d_in, d_out]``;
+cotangent ping-pong buffers ``[2, BHN, d_in, d_out]``. See docs/kernel-notes.md for the algebra.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+# Activation codes (constexpr ACT).
+GELU, SILU, RELU, IDENTITY = 0, 1, 2, 3
+_INV_SQRT2 = 0.7071067811865476
+_INV_SQRT2PI = 0.3989422804014327
+
+
+@triton.jit
+def _act(z, ACT: tl.constexpr):
+    if ACT == 0:
+        return z * (0.5 * (1.0 + tl.erf(z * _INV_SQRT2)))
+    elif ACT == 1:
+        return z * tl.sigmoid(z)
+    elif ACT == 2:
+        return tl.maximum(z, 0.0)
+    else:
+        return z
+
+
+@triton.jit
+def _act_d(z, ACT: tl.constexpr):
+    if ACT == 0:
+        return 0.5 * (1.0 + tl.erf(z * _INV_SQRT2)) + z * tl.exp(-0.5 * z * z) * _INV_SQRT2PI
+    elif ACT == 1:
+        s = tl.sigmoid(z)
+        return s * (1.0 + z * (1.0 - s))
+    elif ACT == 2:
+        return (z > 0).to(tl.float32)
+    else:
+        return z * 0.0 + 1.0
+
+
+@triton.jit
+def _act_dd(z, ACT: tl.constexpr):
+    if ACT == 0:
+        return tl.exp(-0.5 * z * z) * _INV_SQRT2PI * (2.0 - z * z)
+    elif ACT == 1:
+        s = tl.sigmoid(z)
+        return s * (1.0 - s) * (2.0 + z * (1.0 - 2.0 * s))
+    else:
+        return z * 0.0
+
+
+@triton.jit
+def _dot(a, b, PREC: tl.constexpr):
+    return tl.dot(a, b, input_precision=PREC)
+
+
+# ----------------------------------------------------------------------------------- L_M = 1
+
+
+@triton.jit
+def fwd1_kernel(Q, K, V, Y, AV, CV, GM, ENDS, GN, SN, W, S, NC, TP,
+                N: tl.constexpr, D: tl.constexpr, PREC: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    rn = tl.arange(0, N)
+    rd = tl.arange(0, D)
+    nd = rn[:, None] * D + rd[None, :]
+    nn = rn[:, None] * N + rn[None, :]
+    dd = rd[:, None] * D + rd[None, :]
+    DD = D * D
+    for c in range(NC):
+        tok = pid * TP * D + c * N * D
+        q = tl.load(Q + tok + nd).to(tl.float32)
+        k = tl.load(K + tok + nd).to(tl.float32)
+        v = tl.load(V + tok + nd).to(tl.float32)
+        g = pid * NC + c
+        a = tl.load(AV + g * N + rn)
+        cc = tl.load(CV + g * N + rn)
+        gm = tl.load(GM + g * N * N + nn)
+        a_n = tl.load(ENDS + g * 4)
+        c_n = tl.load(ENDS + g * 4 + 1)
+        e_n = tl.load(ENDS + g * 4 + 2)
+        gn = tl.load(GN + g * N + rn)
+        sn = tl.load(SN + g * N + rn)
+        s_in = (pid * (NC + 1) + c) * DD
+        w = tl.load(W + s_in + dd)
+        s = tl.load(S + s_in + dd)
+        d = _dot(k, w, PREC) - v
+        m0 = gm * _dot(q, tl.trans(k), PREC)
+        y = a[:, None] * _dot(q, w, PREC) + cc[:, None] * _dot(q, s, PREC) - _dot(m0, d, PREC)
+        tl.store(Y + tok + nd, y)
+        kt = tl.trans(k)
+        tl.store(W + s_in + DD + dd, a_n * w + c_n * s - _dot(kt, gn[:, None] * d, PREC))
+        tl.store(S + s_in + DD + dd, e_n * s - _dot(kt, sn[:, None] * d, PREC))
+        tl.debug_barrier()
+
+
+@triton.jit
+def bwd1_kernel(Q, K, V, DY, AV, CV, GM, ENDS, GN, SN, W, S, DW, DS,
+                DQ, DK, DV, DAV, DCV, DGM, DENDS, DGN, DSN, NC, TP, BHN,
+                N: tl.constexpr, D: tl.constexpr, PREC: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    rn = tl.arange(0, N)
+    rd = tl.arange(0, D)
+    nd = rn[:, None] * D + rd[None, :]
+    nn = rn[:, None] * N + rn[None, :]
+    dd = rd[:, None] * D + rd[None, :]
+    DD = D * D
+    for i in range(NC):
+        c = NC - 1 - i
+        d_in = ((c + 1) % 2 * BHN + pid) * DD
+        d_out = ((c % 2) * BHN + pid) * DD
+        tok = pid * TP * D + c * N * D
+        q = tl.load(Q + tok + nd).to(tl.float32)
+        k = tl.load(K + tok + nd).to(tl.float32)
+        v = tl.load(V + tok + nd).to(tl.float32)
+        dy = tl.load(DY + tok + nd).to(tl.float32)
+        g = pid * NC + c
+        a = tl.load(AV + g * N + rn)
+        cc = tl.load(CV + g * N + rn)
+        gm = tl.load(GM + g * N * N + nn)
+        a_n = tl.load(ENDS + g * 4)
+        c_n = tl.load(ENDS + g * 4 + 1)
+        e_n = tl.load(ENDS + g * 4 + 2)
+        gn = tl.load(GN + g * N + rn)
+        sn = tl.load(SN + g * N + rn)
+        s_in = (pid * (NC + 1) + c) * DD
+        w = tl.load(W + s_in + dd)
+        s = tl.load(S + s_in + dd)
+        dwe = tl.load(DW + d_in + dd)
+        dse = tl.load(DS + d_in + dd)
+        # Recompute.
+        d = _dot(k, w, PREC) - v
+        qk = _dot(q, tl.trans(k), PREC)
+        m0 = gm * qk
+        qw = _dot(q, w, PREC)
+        qs = _dot(q, s, PREC)
+        # Query pass.
+        da = tl.sum(dy * qw, 1)
+        dc = tl.sum(dy * qs, 1)
+        ady = a[:, None] * dy
+        cdy = cc[:, None] * dy
+        qt = tl.trans(q)
+        dw = a_n * dwe + _dot(qt, ady, PREC)
+        ds = c_n * dwe + e_n * dse + _dot(qt, cdy, PREC)
+        dq = _dot(ady, tl.trans(w), PREC) + _dot(cdy, tl.trans(s), PREC)
+        dm0 = -_dot(dy, tl.trans(d), PREC)
+        dgm = dm0 * qk
+        dqk = gm * dm0
+        dq += _dot(dqk, k, PREC)
+        dk = _dot(tl.trans(dqk), q, PREC)
+        # End-of-chunk state.
+        kdw = _dot(k, dwe, PREC)
+        kds = _dot(k, dse, PREC)
+        dd_ = -_dot(tl.trans(m0), dy, PREC) - gn[:, None] * kdw - sn[:, None] * kds
+        dgn = -tl.sum(d * kdw, 1)
+        dsn = -tl.sum(d * kds, 1)
+        dk -= _dot(gn[:, None] * d, tl.trans(dwe), PREC) + _dot(sn[:, None] * d, tl.trans(dse), PREC)
+        da_n = tl.sum(tl.sum(dwe * w, 1), 0)
+        dc_n = tl.sum(tl.sum(dwe * s, 1), 0)
+        de_n = tl.sum(tl.sum(dse * s, 1), 0)
+        # Keys forward: d = k W - v.
+        dk += _dot(dd_, tl.trans(w), PREC)
+        dw += _dot(tl.trans(k), dd_, PREC)
+        tl.store(DW + d_out + dd, dw)
+        tl.store(DS + d_out + dd, ds)
+        tl.store(DQ + tok + nd, dq)
+        tl.store(DK + tok + nd, dk)
+        tl.store(DV + tok + nd, -dd_)
+        tl.store(DAV + g * N + rn, da)
+        tl.store(DCV + g * N + rn, dc)
+        tl.store(DGM + g * N * N + nn, dgm)
+        tl.store(DENDS + g * 4, da_n)
+        tl.store(DENDS + g * 4 + 1, dc_n)
+        tl.store(DENDS + g * 4 + 2, de_n)
+        tl.store(DGN + g * N + rn, dgn)
+        tl.store(DSN + g * N + rn, dsn)
+        tl.debug_barrier()
+
+
+# ----------------------------------------------------------------------------------- L_M = 2
+
+
+@triton.jit
+def fwd2_kernel(Q, K, V, Y, AV, CV, GM, ENDS, GN, SN, W1, S1, W2, S2, NC, TP,
+                N: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, BH: tl.constexpr,
+                ACT: tl.constexpr, PREC: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    rn = tl.arange(0, N)
+    rd = tl.arange(0, D)
+    rj = tl.arange(0, BH)
+    nd = rn[:, None] * D + rd[None, :]
+    nn = rn[:, None] * N + rn[None, :]
+    dj = rd[:, None] * HD + rj[None, :]  # [D, BH] tile of a [D, HD] matrix
+    jd = rj[:, None] * D + rd[None, :]  # [BH, D] tile of a [HD, D] matrix
+    DH = D * HD
+    for c in range(NC):
+        tok = pid * TP * D + c * N * D
+        q = tl.load(Q + tok + nd).to(tl.float32)
+        k = tl.load(K + tok + nd).to(tl.float32)
+        v = tl.load(V + tok + nd).to(tl.float32)
+        g = pid * NC + c
+        a = tl.load(AV + g * N + rn)
+        cc = tl.load(CV + g * N + rn)
+        gm = tl.load(GM + g * N * N + nn)
+        a_n = tl.load(ENDS + g * 4)
+        c_n = tl.load(ENDS + g * 4 + 1)
+        e_n = tl.load(ENDS + g * 4 + 2)
+        gn = tl.load(GN + g * N + rn)
+        sn = tl.load(SN + g * N + rn)
+        s_in = (pid * (NC + 1) + c) * DH
+        s_out = s_in + DH
+        # Keys forward through the chunk-start memory: layer-2 output, then its residual.
+        z1 = tl.zeros([N, D], dtype=tl.float32)
+        for j0 in range(0, HD, BH):
+            x1 = _act(_dot(k, tl.load(W1 + s_in + j0 + dj), PREC), ACT)
+            z1 += _dot(x1, tl.load(W2 + s_in + j0 * D + jd), PREC)
+        d2 = z1 - v
+        gd2 = gn[:, None] * d2
+        sd2 = sn[:, None] * d2
+        m0 = gm * _dot(q, tl.trans(k), PREC)
+        kt = tl.trans(k)
+        y = tl.zeros([N, D], dtype=tl.float32)
+        p1 = tl.zeros([N, N], dtype=tl.float32)
+        for j0 in range(0, HD, BH):
+            w1 = tl.load(W1 + s_in + j0 + dj)
+            s1 = tl.load(S1 + s_in + j0 + dj)
+            w2 = tl.load(W2 + s_in + j0 * D + jd)
+            s2 = tl.load(S2 + s_in + j0 * D + jd)
+            z0 = _dot(k, w1, PREC)
+            x1 = _act(z0, ACT)
+            d1 = _dot(d2, tl.trans(w2), PREC) * _act_d(z0, ACT)
+            o0 = a[:, None] * _dot(q, w1, PREC) + cc[:, None] * _dot(q, s1, PREC) - _dot(m0, d1, PREC)
+            h1 = _act(o0, ACT)
+            y += a[:, None] * _dot(h1, w2, PREC) + cc[:, None] * _dot(h1, s2, PREC)
+            p1 += _dot(h1, tl.trans(x1), PREC)
+            tl.store(W1 + s_out + j0 + dj, a_n * w1 + c_n * s1 - _dot(kt, gn[:, None] * d1, PREC))
+            tl.store(S1 + s_out + j0 + dj, e_n * s1 - _dot(kt, sn[:, None] * d1, PREC))
+            x1t = tl.trans(x1)
+            tl.store(W2 + s_out + j0 * D + jd, a_n * w2 + c_n * s2 - _dot(x1t, gd2, PREC))
+            tl.store(S2 + s_out + j0 * D + jd, e_n * s2 - _dot(x1t, sd2, PREC))
+        y -= _dot(gm * p1, d2, PREC)
+        tl.store(Y + tok + nd, y)
+        tl.debug_barrier()
+
+
+@triton.jit
+def bwd2_kernel(Q, K, V, DY, AV, CV, GM, ENDS, GN, SN, W1, S1, W2, S2, DW1, DS1, DW2, DS2,
+                DQ, DK, DV, DAV, DCV, DGM, DENDS, DGN, DSN, SX, SZ, NC, TP, BHN,
+                N: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, BH: tl.constexpr,
+                ACT: tl.constexpr, PREC: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    rn = tl.arange(0, N)
+    rd = tl.arange(0, D)
+    rj = tl.arange(0, BH)
+    nd = rn[:, None] * D + rd[None, :]
+    nn = rn[:, None] * N + rn[None, :]
+    dj = rd[:, None] * HD + rj[None, :]
+    jd = rj[:, None] * D + rd[None, :]
+    nj = rn[:, None] * HD + rj[None, :]  # [N, BH] tile of the [N, HD] scratch
+    DH = D * HD
+    scratch = pid * N * HD
+    for i in range(NC):
+        c = NC - 1 - i
+        d_in = ((c + 1) % 2 * BHN + pid) * DH
+        d_out = ((c % 2) * BHN + pid) * DH
+        tok = pid * TP * D + c * N * D
+        q = tl.load(Q + tok + nd).to(tl.float32)
+        k = tl.load(K + tok + nd).to(tl.float32)
+        v = tl.load(V + tok + nd).to(tl.float32)
+        dy = tl.load(DY + tok + nd).to(tl.float32)
+        g = pid * NC + c
+        a = tl.load(AV + g * N + rn)
+        cc = tl.load(CV + g * N + rn)
+        gm = tl.load(GM + g * N * N + nn)
+        a_n = tl.load(ENDS + g * 4)
+        c_n = tl.load(ENDS + g * 4 + 1)
+        e_n = tl.load(ENDS + g * 4 + 2)
+        gn = tl.load(GN + g * N + rn)
+        sn = tl.load(SN + g * N + rn)
+        s_in = (pid * (NC + 1) + c) * DH
+        # Recompute the keys forward and the layer-2 residual.
+        z1 = tl.zeros([N, D], dtype=tl.float32)
+        for j0 in range(0, HD, BH):
+            x1 = _act(_dot(k, tl.load(W1 + s_in + j0 + dj), PREC), ACT)
+            z1 += _dot(x1, tl.load(W2 + s_in + j0 * D + jd), PREC)
+        d2 = z1 - v
+        qk = _dot(q, tl.trans(k), PREC)
+        m0 = gm * qk
+        # Recompute the query pass's reductions over the hidden width.
+        p1 = tl.zeros([N, N], dtype=tl.float32)
+        hw2 = tl.zeros([N, D], dtype=tl.float32)
+        hs2 = tl.zeros([N, D], dtype=tl.float32)
+        xdw2 = tl.zeros([N, D], dtype=tl.float32)
+        xds2 = tl.zeros([N, D], dtype=tl.float32)
+        for j0 in range(0, HD, BH):
+            w1 = tl.load(W1 + s_in + j0 + dj)
+            s1 = tl.load(S1 + s_in + j0 + dj)
+            w2 = tl.load(W2 + s_in + j0 * D + jd)
+            s2 = tl.load(S2 + s_in + j0 * D + jd)
+            z0 = _dot(k, w1, PREC)
+            x1 = _act(z0, ACT)
+            d1 = _dot(d2, tl.trans(w2), PREC) * _act_d(z0, ACT)
+            o0 = a[:, None] * _dot(q, w1, PREC) + cc[:, None] * _dot(q, s1, PREC) - _dot(m0, d1, PREC)
+            h1 = _act(o0, ACT)
+            p1 += _dot(h1, tl.trans(x1), PREC)
+            hw2 += _dot(h1, w2, PREC)
+            hs2 += _dot(h1, s2, PREC)
+            xdw2 += _dot(x1, tl.load(DW2 + d_in + j0 * D + jd), PREC)
+            xds2 += _dot(x1, tl.load(DS2 + d_in + j0 * D + jd), PREC)
+        # Layer 2 of the query pass and of the end state.
+        da = tl.sum(dy * hw2, 1)
+        dc = tl.sum(dy * hs2, 1)
+        dm1 = -_dot(dy, tl.trans(d2), PREC)
+        dgm = dm1 * p1
+        dp1 = gm * dm1
+        dd2 = -_dot(tl.trans(gm * p1), dy, PREC) - gn[:, None] * xdw2 - sn[:, None] * xds2
+        dgn = -tl.sum(d2 * xdw2, 1)
+        dsn = -tl.sum(d2 * xds2, 1)
+        gd2 = gn[:, None] * d2
+        sd2 = sn[:, None] * d2
+        ady = a[:, None] * dy
+        cdy = cc[:, None] * dy
+        qt = tl.trans(q)
+        dq = tl.zeros([N, D], dtype=tl.float32)
+        dk = tl.zeros([N, D], dtype=tl.float32)
+        dm0 = tl.zeros([N, N], dtype=tl.float32)
+        va = tl.zeros([D], dtype=tl.float32)
+        vc = tl.zeros([D], dtype=tl.float32)
+        ve = tl.zeros([D], dtype=tl.float32)
+        for j0 in range(0, HD, BH):
+            w1 = tl.load(W1 + s_in + j0 + dj)
+            s1 = tl.load(S1 + s_in + j0 + dj)
+            w2 = tl.load(W2 + s_in + j0 * D + jd)
+            s2 = tl.load(S2 + s_in + j0 * D + jd)
+            dw1e = tl.load(DW1 + d_in + j0 + dj)
+            ds1e = tl.load(DS1 + d_in + j0 + dj)
+            dw2e = tl.load(DW2 + d_in + j0 * D + jd)
+            ds2e = tl.load(DS2 + d_in + j0 * D + jd)
+            z0 = _dot(k, w1, PREC)
+            x1 = _act(z0, ACT)
+            ad = _act_d(z0, ACT)
+            u0 = _dot(d2, tl.trans(w2), PREC)
+            d1 = u0 * ad
+            qw1 = _dot(q, w1, PREC)
+            qs1 = _dot(q, s1, PREC)
+            o0 = a[:, None] * qw1 + cc[:, None] * qs1 - _dot(m0, d1, PREC)
+            h1 = _act(o0, ACT)
+            # Layer-2 weights: query pass and end state.
+            h1t = tl.trans(h1)
+            dw2 = a_n * dw2e + _dot(h1t, ady, PREC)
+            ds2 = c_n * dw2e + e_n * ds2e + _dot(h1t, cdy, PREC)
+            va += tl.sum(dw2e * w2, 0)
+            vc += tl.sum(dw2e * s2, 0)
+            ve += tl.sum(ds2e * s2, 0)
+            dh1 = _dot(ady, tl.trans(w2), PREC) + _dot(cdy, tl.trans(s2), PREC) + _dot(dp1, x1, PREC)
+            dx1 = (_dot(tl.trans(dp1), h1, PREC) - _dot(gd2, tl.trans(dw2e), PREC)
+                   - _dot(sd2, tl.trans(ds2e), PREC))
+            do0 = dh1 * _act_d(o0, ACT)
+            # Layer 1 of the query pass.
+            da += tl.sum(do0 * qw1, 1)
+            dc += tl.sum(do0 * qs1, 1)
+            ado0 = a[:, None] * do0
+            cdo0 = cc[:, None] * do0
+            dw1 = a_n * dw1e + _dot(qt, ado0, PREC)
+            ds1 = c_n * dw1e + e_n * ds1e + _dot(qt, cdo0, PREC)
+            va += tl.sum(dw1e * w1, 1)
+            vc += tl.sum(dw1e * s1, 1)
+            ve += tl.sum(ds1e * s1, 1)
+            dq += _dot(ado0, tl.trans(w1), PREC) + _dot(cdo0, tl.trans(s1), PREC)
+            dm0 -= _dot(do0, tl.trans(d1), PREC)
+            # Layer-1 end state.
+            kdw1 = _dot(k, dw1e, PREC)
+            kds1 = _dot(k, ds1e, PREC)
+            dd1 = -_dot(tl.trans(m0), do0, PREC) - gn[:, None] * kdw1 - sn[:, None] * kds1
+            dgn -= tl.sum(d1 * kdw1, 1)
+            dsn -= tl.sum(d1 * kds1, 1)
+            dk -= (_dot(gn[:, None] * d1, tl.trans(dw1e), PREC)
+                   + _dot(sn[:, None] * d1, tl.trans(ds1e), PREC))
+            # Delta chain: d1 = (d2 W2ᵀ) ⊙ σ'(z0).
+            du0 = dd1 * ad
+            dz0 = dd1 * u0 * _act_dd(z0, ACT)
+            dd2 += _dot(du0, w2, PREC)
+            dw2 += _dot(tl.trans(du0), d2, PREC)
+            tl.store(DW1 + d_out + j0 + dj, dw1)
+            tl.store(DS1 + d_out + j0 + dj, ds1)
+            tl.store(DW2 + d_out + j0 * D + jd, dw2)
+            tl.store(DS2 + d_out + j0 * D + jd, ds2)
+            tl.store(SX + scratch + j0 + nj, dx1)
+            tl.store(SZ + scratch + j0 + nj, dz0)
+        dgm += dm0 * qk
+        dqk = gm * dm0
+        dq += _dot(dqk, k, PREC)
+        dk += _dot(tl.trans(dqk), q, PREC)
+        tl.debug_barrier()
+        # Keys forward: d2 = σ(k W1) W2 - v.
+        kt = tl.trans(k)
+        for j0 in range(0, HD, BH):
+            w1 = tl.load(W1 + s_in + j0 + dj)
+            w2 = tl.load(W2 + s_in + j0 * D + jd)
+            z0 = _dot(k, w1, PREC)
+            x1 = _act(z0, ACT)
+            dx1 = tl.load(SX + scratch + j0 + nj) + _dot(dd2, tl.trans(w2), PREC)
+            dz0 = tl.load(SZ + scratch + j0 + nj) + dx1 * _act_d(z0, ACT)
+            dk += _dot(dz0, tl.trans(w1), PREC)
+            dw2 = tl.load(DW2 + d_out + j0 * D + jd) + _dot(tl.trans(x1), dd2, PREC)
+            dw1 = tl.load(DW1 + d_out + j0 + dj) + _dot(kt, dz0, PREC)
+            tl.store(DW2 + d_out + j0 * D + jd, dw2)
+            tl.store(DW1 + d_out + j0 + dj, dw1)
+        tl.store(DQ + tok + nd, dq)
+        tl.store(DK + tok + nd, dk)
+        tl.store(DV + tok + nd, -dd2)
+        tl.store(DAV + g * N + rn, da)
+        tl.store(DCV + g * N + rn, dc)
+        tl.store(DGM + g * N * N + nn, dgm)
+        tl.store(DENDS + g * 4, tl.sum(va, 0))
+        tl.store(DENDS + g * 4 + 1, tl.sum(vc, 0))
+        tl.store(DENDS + g * 4 + 2, tl.sum(ve, 0))
+        tl.store(DGN + g * N + rn, dgn)
+        tl.store(DSN + g * N + rn, dsn)
+        tl.debug_barrier()

@@ -1,0 +1,209 @@
+"""The Triton kernels of the neural memory op against the float64 reference and the PyTorch path.
+
+Errors are ``max|a - b| / max|b|`` per tensor (forward output, final weights and momentum, and
+the gradient of every input under random cotangents on all outputs). Tolerances:
+
+- CPU, Triton interpreter, fp32 inputs, exact fp32 dots (``ieee``): 1e-5 (seen ~5e-7).
+- GPU, fp32 inputs, ``ieee`` dots: 1e-4.
+- GPU, fp32 inputs, ``tf32`` dots (the default): 2e-2 forward/state, 5e-2 gradients.
+- GPU, bf16 q/k/v (reference on the same bf16 values), tf32 dots: 3e-2 / 6e-2.
+
+The interpreter tests skip when ``triton`` is not importable (it is no package dependency) and
+on CUDA machines (the GPU tests cover the compiled kernels there).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+import torch
+
+HAVE_TRITON = importlib.util.find_spec("triton") is not None
+CUDA = torch.cuda.is_available()
+if HAVE_TRITON and not CUDA:
+    # Must be set before the kernels are decorated (first import of the kernels module).
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from titans.ops import MemoryState, neural_memory, neural_memory_reference  # noqa: E402
+from titans.ops.neural_memory.api import select_backend  # noqa: E402
+
+interp = pytest.mark.skipif(not HAVE_TRITON or CUDA or os.environ.get("TRITON_INTERPRET") != "1",
+                            reason="needs triton (interpreter) on a machine without CUDA")
+gpu = pytest.mark.gpu
+
+
+def make_inputs(B, T, H, D, depth, hidden, device="cpu", dtype=torch.float32, momentum=True):
+    f = torch.float32
+    q, k, v = (torch.randn(B, T, H, D, device=device, dtype=f) for _ in range(3))
+    q = q / q.norm(dim=-1, keepdim=True)
+    k = k / k.norm(dim=-1, keepdim=True)
+    q, k, v = (x.to(dtype) for x in (q, k, v))
+    theta = torch.rand(B, T, H, device=device) * 0.5
+    eta = torch.rand(B, T, H, device=device)
+    alpha = torch.rand(B, T, H, device=device) * 0.2
+    dims = [D] + [hidden] * (depth - 1) + [D]
+    weights = tuple(torch.randn(H, dims[i], dims[i + 1], device=device) / dims[i] ** 0.5
+                    for i in range(depth))
+    mom = tuple(0.1 * torch.randn(B, H, dims[i], dims[i + 1], device=device)
+                for i in range(depth)) if momentum else None
+    return [q, k, v, theta, eta, alpha], weights, mom
+
+
+def run(args, weights, mom, chunk, act, backend, f64=False):
+    """Forward + grads of every input under fixed random cotangents (seeded per call)."""
+    leaves = [t.detach().clone().double() if f64 else t.detach().clone()
+              for t in (*args, *weights, *(mom or ()))]
+    for t in leaves:
+        t.requires_grad_()
+    depth = len(weights)
+    state = MemoryState(tuple(leaves[6:6 + depth]), tuple(leaves[6 + depth:]) if mom else None)
+    if f64:
+        y, st = neural_memory_reference(*leaves[:6], state, chunk_size=chunk, activation=act)
+    else:
+        y, st = neural_memory(*leaves[:6], state, chunk_size=chunk, activation=act, backend=backend)
+    outs = [y, *st.weights, *st.momentum]
+    gen = torch.Generator(device=y.device).manual_seed(1)
+    probes = [torch.randn(o.shape, generator=gen, device=o.device, dtype=torch.float64) for o in outs]
+    loss = sum((p * o.double()).sum() for p, o in zip(probes, outs))
+    grads = torch.autograd.grad(loss, leaves)
+    names = ["y"] + [f"W{i}" for i in range(depth)] + [f"S{i}" for i in range(depth)]
+    gnames = ["dq", "dk", "dv", "dtheta", "deta", "dalpha"] + [f"dW{i}" for i in range(depth)]
+    gnames += [f"dS{i}" for i in range(depth)] if mom else []
+    outs = dict(zip(names, [o.detach().double() for o in outs]))
+    return outs, dict(zip(gnames, [g.double() for g in grads]))
+
+
+def rel_err(a, b):
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+
+
+def compare(got, ref, tol_fwd, tol_grad, label=""):
+    (o, g), (o_ref, g_ref) = got, ref
+    errs = {k: rel_err(o[k], o_ref[k]) for k in o_ref} | {k: rel_err(g[k], g_ref[k]) for k in g_ref}
+    print(f"\n{label} " + " ".join(f"{k}={v:.1e}" for k, v in errs.items()))
+    for k, e in errs.items():
+        tol = tol_grad if k.startswith("d") else tol_fwd
+        assert e < tol, f"{label} {k}: relative error {e:.2e} >= {tol:.0e}"
+
+
+# ------------------------------------------------------------------- CPU (Triton interpreter)
+
+
+@interp
+@pytest.mark.parametrize("depth,hidden,chunk,act,T", [
+    (1, None, 16, "gelu", 40),
+    (2, 32, 16, "gelu", 40),
+    (2, 48, 32, "silu", 45),
+    (2, 16, 16, "relu", 20),
+])
+def test_interpreter_matches_reference(monkeypatch, depth, hidden, chunk, act, T):
+    monkeypatch.setenv("TITANS_TRITON_PRECISION", "ieee")
+    args, w, m = make_inputs(2, T, 2, 16, depth, hidden)
+    got = run(args, w, m, chunk, act, "triton")
+    ref = run(args, w, m, chunk, act, None, f64=True)
+    compare(got, ref, 1e-5, 1e-5, f"interp L{depth} {act} n{chunk} T{T}")
+
+
+@interp
+def test_interpreter_no_momentum_and_torch_path(monkeypatch):
+    monkeypatch.setenv("TITANS_TRITON_PRECISION", "ieee")
+    args, w, _ = make_inputs(1, 33, 1, 32, 2, 64, momentum=False)
+    got = run(args, w, None, 16, "gelu", "triton")
+    ref = run(args, w, None, 16, "gelu", "torch")
+    compare(got, ref, 1e-5, 1e-5, "interp vs torch, no momentum")
+
+
+# --------------------------------------------------------------------------- backend switch
+
+
+def test_backend_argument_is_validated():
+    args, w, m = make_inputs(1, 8, 1, 16, 1, None)
+    with pytest.raises(ValueError, match="backend"):
+        neural_memory(*args, MemoryState(w, m), chunk_size=16, backend="cuda")
+
+
+def test_auto_on_cpu_is_torch_and_deep_memory_falls_back():
+    q = torch.zeros(1, 4, 1, 16)
+    assert select_backend("auto", q, [torch.zeros(1, 16, 16)], 16) == "torch"
+    assert select_backend("torch", q, [torch.zeros(1, 16, 16)], 16) == "torch"
+    if CUDA and HAVE_TRITON:
+        qc = q.cuda()
+        assert select_backend("auto", qc, [torch.zeros(1, 16, 16, device="cuda")], 16) == "triton"
+        deep = [torch.zeros(1, 16, 16, device="cuda")] * 3
+        assert select_backend("auto", qc, deep, 16) == "torch"
+        with pytest.raises(ValueError, match="depth"):
+            select_backend("triton", qc, deep, 16)
+
+
+def test_forced_triton_rejects_unsupported_calls(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    q = torch.zeros(1, 4, 1, 16)
+    with pytest.raises(ValueError, match="triton"):
+        select_backend("triton", q, [torch.zeros(1, 16, 16)], 16)
+
+
+def test_env_override_of_auto(monkeypatch):
+    q = torch.zeros(1, 4, 1, 16)
+    monkeypatch.setenv("TITANS_NEURAL_MEMORY_BACKEND", "torch")
+    assert select_backend("auto", q, [torch.zeros(1, 16, 16)], 16) == "torch"
+    monkeypatch.setenv("TITANS_NEURAL_MEMORY_BACKEND", "fast")
+    with pytest.raises(ValueError, match="TITANS_NEURAL_MEMORY_BACKEND"):
+        select_backend("auto", q, [torch.zeros(1, 16, 16)], 16)
+
+
+# ------------------------------------------------------------------------------------- GPU
+
+GPU_CASES = [  # depth, D, hidden, chunk, T, act
+    (1, 64, None, 64, 300, "gelu"),
+    (1, 128, None, 32, 200, "gelu"),
+    (2, 64, 256, 64, 300, "gelu"),
+    (2, 64, 128, 16, 150, "silu"),
+    (2, 32, 128, 128, 300, "gelu"),
+    (2, 128, 256, 64, 200, "gelu"),
+    (2, 128, 512, 64, 130, "gelu"),
+    (2, 64, 256, 128, 260, "relu"),
+]
+
+
+@gpu
+@pytest.mark.parametrize("case", [("tf32", *c) for c in GPU_CASES] + [("ieee", *GPU_CASES[0]),
+                                                                       ("ieee", *GPU_CASES[2])])
+def test_gpu_fp32_matches_reference(monkeypatch, case):
+    prec, depth, D, hidden, chunk, T, act = case
+    monkeypatch.setenv("TITANS_TRITON_PRECISION", prec)
+    args, w, m = make_inputs(2, T, 3, D, depth, hidden, device="cuda")
+    got = run(args, w, m, chunk, act, "triton")
+    ref = run(args, w, m, chunk, act, None, f64=True)
+    tol = (1e-4, 1e-4) if prec == "ieee" else (2e-2, 5e-2)
+    compare(got, ref, *tol, f"gpu {prec} L{depth} D{D} h{hidden} n{chunk} T{T} {act}")
+
+
+@gpu
+@pytest.mark.parametrize("depth,D,hidden,chunk,T,act", [GPU_CASES[0], GPU_CASES[2], GPU_CASES[5]])
+def test_gpu_bf16_matches_reference_and_torch_path(depth, D, hidden, chunk, T, act):
+    args, w, m = make_inputs(2, T, 4, D, depth, hidden, device="cuda", dtype=torch.bfloat16)
+    got = run(args, w, m, chunk, act, "triton")
+    ref = run(args, w, m, chunk, act, None, f64=True)
+    compare(got, ref, 3e-2, 6e-2, f"gpu bf16 vs f64 L{depth} D{D}")
+    torch_path = run(args, w, m, chunk, act, "torch")
+    compare(got, torch_path, 3e-2, 6e-2, f"gpu bf16 vs torch L{depth} D{D}")
+
+
+@gpu
+def test_gpu_layer_under_autocast_matches_torch_path(monkeypatch):
+    from titans import NeuralMemory, NeuralMemoryConfig
+
+    torch.manual_seed(0)
+    mem = NeuralMemory(NeuralMemoryConfig(d_model=256, num_heads=4, depth=2, chunk_size=64)).cuda()
+    x = torch.randn(2, 300, 256, device="cuda", requires_grad=True)
+    outs = {}
+    for backend in ("triton", "torch"):
+        monkeypatch.setenv("TITANS_NEURAL_MEMORY_BACKEND", backend)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            y, _ = mem(x)
+        (gx,) = torch.autograd.grad(y.float().pow(2).sum(), [x])
+        outs[backend] = (y.float(), gx)
+    assert rel_err(outs["triton"][0], outs["torch"][0]) < 3e-2
+    assert rel_err(outs["triton"][1], outs["torch"][1]) < 6e-2
