@@ -31,7 +31,7 @@ def test_needle_once_at_depth_byte(variant, length):
         kind, key, value = found[0]
         assert (key, value) == (s.key, s.answer)
         assert s.prompt.count(s.key) == 3                  # needle, question, answer prefix
-        assert s.prompt.endswith("mentioned in the provided text is")
+        assert s.prompt.endswith(f"for {s.key} is:")
         # depth measured independently: characters of haystack before the needle / all haystack
         head = niah.PREFIX.format(type=niah.VARIANTS[variant]["type"])
         tail = s.prompt.index("\nWhat is the special magic")

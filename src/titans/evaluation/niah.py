@@ -11,8 +11,10 @@ A sample is ``prefix + haystack-with-needle + question``; the needle sentence is
 "One of the special magic {type} for {key} is: {value}." and sits at a sentence boundary
 whose token depth in the haystack is as close as possible to the requested ``depth`` in
 [0, 1]. The prompt ends with an answer prefix, so a model's continuation is scored by string
-match (the value occurs in it). Every sample is a pure function of (seed, variant, length,
-depth, index); lengths are counted with the tokenizer's ``encode`` and never exceeded.
+match (the value occurs in it). The answer prefix restates the needle's lead-in ("... for {key}
+is:"), so the value is what a key-matching copy would produce next. Every sample is a pure
+function of (seed, variant, length, depth, index); lengths are counted with the tokenizer's
+``encode`` and never exceeded.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ PREFIX = ("Some special magic {type} are hidden within the following text. Make 
           "them. I will quiz you about one of them afterwards.\n")
 NEEDLE = "One of the special magic {type} for {key} is: {value}."
 QUESTION = ("\nWhat is the special magic {type1} for {key} mentioned in the provided text?\n"
-            "Answer: The special magic {type1} for {key} mentioned in the provided text is")
+            "Answer: The special magic {type1} for {key} is:")
 
 # Keys are "adjective-noun" pairs (RULER draws random words); 40 x 40 = 1600 distinct keys.
 _ADJECTIVES = ("quiet", "amber", "brisk", "hollow", "silver", "crooked", "gentle", "rusty", "bright",
@@ -324,7 +326,7 @@ def summarise(records: Iterable[dict]) -> dict:
 
 
 def model_generate_fn(model, device: str | None = None) -> GenerateFn:
-    """Greedy decoding with a ``titans.models.TitansLM`` (``model.generate`` with ``top_k=1``)."""
+    """Greedy decoding with a ``titans.models.TitansLM`` (``model.generate``, temperature 0)."""
     import torch
 
     dev = device or next(model.parameters()).device
@@ -332,7 +334,7 @@ def model_generate_fn(model, device: str | None = None) -> GenerateFn:
     @torch.no_grad()
     def generate(ids: list[int], max_new_tokens: int) -> list[int]:
         x = torch.tensor([ids], dtype=torch.long, device=dev)
-        out = model.generate(x, max_new_tokens, top_k=1)
+        out = model.generate(x, max_new_tokens, temperature=0.0)
         return out[0, len(ids):].tolist()
 
     return generate

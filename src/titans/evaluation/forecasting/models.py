@@ -180,8 +180,8 @@ class _PatchForecaster(nn.Module):
 class LMMForecaster(_PatchForecaster):
     """Simba-style forecaster with the Titans neural memory as the sequence mixer."""
 
-    def __init__(self, seq_len: int, pred_len: int, channels: int, d_model: int = 64, n_layers: int = 2,
-                 num_heads: int = 4, memory_depth: int = 2, chunk_size: int = 4, patch_len: int = 16,
+    def __init__(self, seq_len: int, pred_len: int, channels: int, d_model: int = 32, n_layers: int = 1,
+                 num_heads: int = 2, memory_depth: int = 2, chunk_size: int = 12, patch_len: int = 16,
                  stride: int = 8, dropout: float = 0.2, head_dropout: float = 0.1, fft_blocks: int = 4,
                  revin: bool = True, **memory_overrides):
         super().__init__(seq_len, pred_len, channels, d_model, patch_len, stride, dropout, head_dropout,
@@ -194,9 +194,9 @@ class LMMForecaster(_PatchForecaster):
 class PatchTST(_PatchForecaster):
     """PatchTST-style channel-independent patch Transformer."""
 
-    def __init__(self, seq_len: int, pred_len: int, channels: int, d_model: int = 64, n_layers: int = 2,
+    def __init__(self, seq_len: int, pred_len: int, channels: int, d_model: int = 16, n_layers: int = 3,
                  n_heads: int = 4, d_ff: int = 128, patch_len: int = 16, stride: int = 8,
-                 dropout: float = 0.2, head_dropout: float = 0.1, revin: bool = True):
+                 dropout: float = 0.3, head_dropout: float = 0.0, revin: bool = True):
         super().__init__(seq_len, pred_len, channels, d_model, patch_len, stride, dropout, head_dropout,
                          revin)
         self.blocks.extend(TransformerBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))

@@ -1,0 +1,208 @@
+"""S-NIAH fine-tuning setting at our scale: train small MAC / LMM / Transformer++ (and a
+sliding-window Transformer) from scratch on a mix of LM text and S-NIAH samples of at most
+``--train-len`` tokens, then test every S-NIAH variant at longer lengths.
+
+Byte-level tokens (vocab 256). A test sample is scored by teacher-forced greedy exact match:
+the prompt plus the answer go through the model in one pass and the sample counts as solved
+when the argmax at every answer position is the answer token — exactly when greedy decoding
+would emit the answer right after the answer prefix. Right padding never changes the earlier
+positions of a causal model, so samples of one length are batched.
+
+    PYTHONPATH=src python3 experiments/niah/run_niah.py --out experiments/niah/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from titans.data.tokenizer import ByteTokenizer
+from titans.evaluation.niah import VARIANTS, NIAHGenerator, depth_grid
+from titans.models import TitansLM, get_config
+
+TOK = ByteTokenizer()
+PAD = TOK.eos_id
+
+
+def model_config(name: str, args: argparse.Namespace):
+    common = dict(vocab_size=256, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads,
+                  attn_backend="sdpa", memory={"chunk_size": args.chunk})
+    if name == "mac":
+        return get_config("tiny-mac", segment_len=args.segment, n_persistent=16, n_retrieve=16, **common)
+    if name == "lmm":
+        return get_config("tiny-lmm", n_persistent=0, **common)
+    if name == "transformer":
+        return get_config("tiny-transformer", **common)
+    if name == "swa":
+        return get_config("tiny-transformer", window=args.segment, **common)
+    raise ValueError(f"model must be mac, lmm, transformer or swa, got {name!r}")
+
+
+def lm_tokens(path: str, max_bytes: int) -> np.ndarray:
+    out, n = [], 0
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            data = (json.loads(line)["text"] + "\x00").encode("utf-8")
+            out.append(np.frombuffer(data, dtype=np.uint8))
+            n += len(data)
+            if n >= max_bytes:
+                break
+    return np.concatenate(out)[:max_bytes]
+
+
+def niah_example(gen: NIAHGenerator, rng: random.Random, length: int, index: int, variants):
+    """(ids, answer span start) of one training sample: prompt + " value." (loss on the answer)."""
+    s = gen.sample(rng.choice(variants), length, rng.random(), index)
+    ans = TOK.encode(" " + s.answer + ".")
+    return s.input_ids + ans, len(s.input_ids)
+
+
+def train(model, args, lm: np.ndarray, gen: NIAHGenerator, device) -> dict:
+    rng = random.Random(args.seed)
+    nprng = np.random.default_rng(args.seed)
+    T = args.train_len + 48
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    n_niah = int(round(args.batch * args.niah_fraction))
+    start, step, log = time.time(), 0, []
+    counter = 0
+    while step < args.steps and time.time() - start < args.max_seconds:
+        # Cosine to 10% over the run: its progress is steps done or the time cap used, whichever
+        # is further, so the schedule completes even when the time cap binds.
+        progress = min(1.0, max(step / args.steps, (time.time() - start) / args.max_seconds))
+        lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        ids = torch.full((args.batch, T), PAD, dtype=torch.long)
+        tgt = torch.full((args.batch, T), -100, dtype=torch.long)
+        is_niah = torch.zeros(args.batch, T, dtype=torch.bool)
+        for b in range(args.batch):
+            if b < n_niah:
+                length = rng.randint(min(args.train_len, 512), args.train_len)
+                seq, a = niah_example(gen, rng, length, counter, args.variants)
+                counter += 1
+                seq = torch.tensor(seq)
+                ids[b, :len(seq)] = seq
+                tgt[b, a - 1:len(seq) - 1] = seq[a:]
+                is_niah[b] = True
+            else:
+                o = int(nprng.integers(0, len(lm) - T - 1))
+                chunk = torch.from_numpy(lm[o:o + T + 1].astype(np.int64))
+                ids[b], tgt[b] = chunk[:-1], chunk[1:]
+        ids, tgt, is_niah = ids.to(device), tgt.to(device), is_niah.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(ids).logits.float()
+        ce = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100, reduction="none")
+        ce = ce.view_as(tgt)
+        valid = tgt != -100
+        lm_loss = ce[valid & ~is_niah].mean() if (valid & ~is_niah).any() else ce.new_zeros(())
+        niah_loss = ce[valid & is_niah].mean()
+        loss = lm_loss + niah_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 10 == 0 or step == 1:
+            log.append({"step": step, "lm_loss": lm_loss.item(), "niah_loss": niah_loss.item(),
+                        "seconds": time.time() - start})
+            print(f"  step {step} lm {lm_loss.item():.3f} niah {niah_loss.item():.3f} "
+                  f"({time.time() - start:.0f}s)", flush=True)
+    return {"steps": step, "train_seconds": time.time() - start, "log": log}
+
+
+@torch.no_grad()
+def test(model, args, gen: NIAHGenerator, device) -> list[dict]:
+    model.eval()
+    records = []
+    for variant in args.variants:
+        for length in args.test_lengths:
+            samples = list(gen.sweep(variant, [length], depth_grid(args.depths), args.samples))
+            seqs = [(s, s.input_ids + TOK.encode(" " + s.answer + ".")) for s in samples]
+            for i in range(0, len(seqs), args.eval_batch):
+                part = seqs[i:i + args.eval_batch]
+                T = max(len(q) for _, q in part)
+                ids = torch.full((len(part), T), PAD, dtype=torch.long)
+                for b, (_, q) in enumerate(part):
+                    ids[b, :len(q)] = torch.tensor(q)
+                ids = ids.to(device)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                    pred = model(ids).logits.argmax(-1)
+                for b, (s, q) in enumerate(part):
+                    a = len(s.input_ids)
+                    ok = bool((pred[b, a - 1:len(q) - 2] == ids[b, a:len(q) - 1]).all())  # answer, not "."
+                    records.append({"variant": variant, "length": length, "depth": s.depth,
+                                    "index": s.index, "score": float(ok)})
+            cell = [r["score"] for r in records if (r["variant"], r["length"]) == (variant, length)]
+            acc = 100 * np.mean(cell)
+            print(f"  {variant:8s} {length:>6d}: {acc:5.1f}%", flush=True)
+    return records
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["transformer", "swa", "mac", "lmm"])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    p.add_argument("--d-model", type=int, default=256)
+    p.add_argument("--n-layers", type=int, default=2)
+    p.add_argument("--n-heads", type=int, default=4)
+    p.add_argument("--chunk", type=int, default=64)
+    p.add_argument("--segment", type=int, default=256, help="MAC segment = sliding window of swa")
+    p.add_argument("--train-len", type=int, default=1024)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--niah-fraction", type=float, default=0.75)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--max-seconds", type=float, default=50.0, help="per-model training time cap")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--test-lengths", nargs="+", type=int, default=[2048, 4096, 8192, 16384])
+    p.add_argument("--depths", type=int, default=5)
+    p.add_argument("--samples", type=int, default=2, help="test samples per (variant, length, depth)")
+    p.add_argument("--eval-batch", type=int, default=10)
+    p.add_argument("--haystack", default="../shared/data/gutenberg/test.jsonl.gz")
+    p.add_argument("--lm-data", default="../shared/data/gutenberg/train-00.jsonl.gz")
+    p.add_argument("--lm-bytes", type=int, default=20_000_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="experiments/niah/results")
+    args = p.parse_args()
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    lm = lm_tokens(args.lm_data, args.lm_bytes)
+    train_gen = NIAHGenerator(TOK.encode, seed=1000 + args.seed, haystack_path=args.haystack)
+    test_gen = NIAHGenerator(TOK.encode, seed=1234, haystack_path=args.haystack)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"args": vars(args), "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+               "models": {}}
+    for name in args.models:
+        torch.manual_seed(args.seed)
+        cfg = model_config(name, args)
+        model = TitansLM(cfg).to(device)
+        print(f"{name}: {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
+        tr = train(model, args, lm, train_gen, device)
+        t0 = time.time()
+        records = test(model, args, test_gen, device)
+        acc = {}
+        for r in records:
+            acc.setdefault(f"{r['variant']}@{r['length']}", []).append(r["score"])
+        summary["models"][name] = {"config": cfg.to_dict(), "params": model.num_parameters(), **tr,
+                                   "test_seconds": time.time() - t0,
+                                   "accuracy": {k: 100 * float(np.mean(v)) for k, v in acc.items()},
+                                   "records": records}
+        (out / "niah_results.json").write_text(json.dumps(summary, indent=1) + "\n")
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
