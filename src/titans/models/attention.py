@@ -41,11 +41,15 @@ def attention_mask(tq: int, tk: int, n_prefix: int, window: int | None, offset: 
 
 
 def _mask_mod(n_prefix: int, window: int | None, offset: int):
-    big = 1 << 40 if window is None else window
-
-    def mask_mod(b, h, q_idx, kv_idx):
-        dist = q_idx + offset - (kv_idx - n_prefix)
-        return (kv_idx < n_prefix) | ((dist >= 0) & (dist < big))
+    # No stand-in constant for "no window": the compiled kernel does int32 index arithmetic, and a
+    # large bound (1 << 40) overflowed there (seen on an H100: wrong outputs, eager flex was right).
+    if window is None:
+        def mask_mod(b, h, q_idx, kv_idx):
+            return (kv_idx < n_prefix) | (q_idx + offset - (kv_idx - n_prefix) >= 0)
+    else:
+        def mask_mod(b, h, q_idx, kv_idx):
+            dist = q_idx + offset - (kv_idx - n_prefix)
+            return (kv_idx < n_prefix) | ((dist >= 0) & (dist < window))
 
     return mask_mod
 
