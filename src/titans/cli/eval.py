@@ -9,7 +9,8 @@ import argparse
 import importlib
 
 # Dotted module paths, each with ``register(subparsers)`` adding one ``titans eval <name>``.
-SUITES: list[str] = []
+SUITES: list[str] = ["titans.cli.eval_lm", "titans.evaluation.cli_niah", "titans.evaluation.cli_babilong",
+                     "titans.evaluation.cli_forecast"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Modules under titans.cli that provide a sub-command.
-COMMANDS = ["demo", "eval"]
+COMMANDS = ["demo", "eval", "train", "generate", "tokenizer"]
 
 
 def build_parser() -> argparse.ArgumentParser:

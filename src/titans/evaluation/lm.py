@@ -109,9 +109,12 @@ class _Accumulator:
 
 
 def document_positions(tokens: np.ndarray, eos_id: int) -> np.ndarray:
-    """``[N]`` index of each token within its document (0 right after a separator)."""
+    """``[N]`` index of each token within its document (0 right after a separator; the separator
+    itself is the last token of the document it ends)."""
+    tokens = np.asarray(tokens)
     idx = np.arange(len(tokens), dtype=np.int64)
-    starts = np.where(np.asarray(tokens) == eos_id, idx + 1, 0)
+    starts = np.zeros(len(tokens), dtype=np.int64)
+    starts[1:] = np.where(tokens[:-1] == eos_id, idx[1:], 0)
     return idx - np.maximum.accumulate(starts)
 
 

@@ -1,0 +1,105 @@
+"""Training loop: learning, checkpoints, bit-identical resume, CLI round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from train_helpers import tiny_config
+
+from titans.models import TitansLM
+from titans.training import Trainer, resolve_checkpoint, train
+
+
+def params(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("model", ["tiny-lmm", "tiny-mag"])
+def test_resume_is_bit_identical(tmp_path, model):
+    steps = 6
+    full = Trainer(tiny_config(tmp_path / "full", model=model, max_steps=steps), print_fn=lambda *a: None)
+    full.fit()
+    first = Trainer(tiny_config(tmp_path / "half", model=model, max_steps=steps, stop_after=steps // 2),
+                    print_fn=lambda *a: None)
+    s1 = first.fit()
+    assert s1["steps"] == steps // 2
+    second = Trainer(tiny_config(tmp_path / "half", model=model, max_steps=steps), resume=tmp_path / "half",
+                     print_fn=lambda *a: None)
+    assert second.step == steps // 2 and second.sampler.position == steps // 2 * 4
+    s2 = second.fit()
+    assert s2["steps"] == steps and s2["steps_this_run"] == steps - steps // 2
+    a, b = params(full.model), params(second.model)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    sa, sb = full.optimizer.state_dict()["state"], second.optimizer.state_dict()["state"]
+    for i in sa:
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(sa[i][key], sb[i][key]), (i, key)
+    # and training did something
+    assert s2["val_after"]["loss"] < s1["val_before"]["loss"]
+
+
+def test_checkpoint_contents_and_atomic_latest(tmp_path):
+    cfg = tiny_config(tmp_path, max_steps=4, ckpt_interval=1, keep_checkpoints=2, sample_tokens=8)
+    summary = train(cfg, print_fn=lambda *a: None)
+    root = tmp_path / "checkpoints"
+    kept = sorted(p.name for p in root.iterdir() if p.is_dir())
+    assert kept == ["step-0000003", "step-0000004"]  # older ones pruned, no temporaries left
+    assert (root / "latest").read_text().strip() == "step-0000004"
+    ckpt = resolve_checkpoint(tmp_path)
+    assert ckpt == root / "step-0000004" and resolve_checkpoint(ckpt) == ckpt
+    for name in ("config.json", "model.safetensors", "optimizer.pt", "rng.pt", "trainer_state.json",
+                 "tokenizer_config.json"):
+        assert (ckpt / name).exists(), name
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    assert state["step"] == 4 and state["sampler"]["position"] == 16 and state["config"]["seq_len"] == 16
+    model = TitansLM.from_pretrained(ckpt)
+    assert model.num_parameters() == summary["parameters"]
+    weights = load_file(str(ckpt / "model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    assert isinstance(summary["sample"], str)
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("step,tokens,split,loss") and sum(",val," in r for r in rows) == 2
+    (tmp_path / "summary.json").read_text()
+
+
+def test_grad_accumulation_matches_big_batch(tmp_path):
+    quiet = {"print_fn": lambda *a: None}
+    big = Trainer(tiny_config(tmp_path / "a", batch_size=4, global_batch=4, max_steps=3), **quiet)
+    acc = Trainer(tiny_config(tmp_path / "b", batch_size=2, global_batch=4, max_steps=3), **quiet)
+    assert acc.accum == 2
+    losses_big = [big.train_step()[0] for _ in range(3)]
+    losses_acc = [acc.train_step()[0] for _ in range(3)]
+    assert losses_big == pytest.approx(losses_acc, rel=1e-5)
+    for (k, a), b in zip(big.model.state_dict().items(), acc.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_resume_refuses_a_different_model(tmp_path):
+    train(tiny_config(tmp_path, max_steps=3), print_fn=lambda *a: None)
+    other = tiny_config(tmp_path, max_steps=3, model="tiny-mag")
+    with pytest.raises(ValueError, match="cannot resume: model"):
+        Trainer(other, resume=tmp_path)
+    with pytest.raises(ValueError, match="no checkpoint"):
+        Trainer(tiny_config(tmp_path, max_steps=3), resume=tmp_path / "nothing")
+
+
+def test_user_text_folder_with_split_and_bpe(tmp_path):
+    from titans.data import train_bpe
+
+    data = tmp_path / "books"
+    data.mkdir()
+    text = "It was a bright cold day in April, and the clocks were striking thirteen. " * 80
+    for i in range(3):
+        (data / f"b{i}.txt").write_text(text)
+    tok = train_bpe(iter([text]), vocab_size=300)
+    tok.save(tmp_path)
+    cfg = tiny_config(tmp_path / "run", train_data=str(data), tokenizer=str(tmp_path), max_train_tokens=None,
+                      max_steps=3, val_fraction=0.2)
+    s = train(cfg, print_fn=lambda *a: None)
+    assert s["val_after"]["bpb"] > 0 and s["val_after"]["tokens"] == 64  # eval_batches × batch_size × seq_len
+    assert (resolve_checkpoint(tmp_path / "run") / "tokenizer.json").exists()
