@@ -8,6 +8,12 @@ reported. Activation checkpointing per block (``--checkpoint``, default on) is t
 variant. An OOM or error is recorded, not fatal; JSON is rewritten after every measurement.
 
     PYTHONPATH=src python3 benchmarks/bench_models.py --out benchmarks/results/models_h100.json
+
+``--mode train-cpu`` instead trains every variant at a preset (default tiny) for ``--steps`` on the
+bytes of one Gutenberg book and logs the losses:
+
+    PYTHONPATH=src python3 benchmarks/bench_models.py --mode train-cpu --preset tiny \
+        --out benchmarks/results/models_cpu_train.json
 """
 
 from __future__ import annotations
@@ -85,8 +91,58 @@ def measure(args, variant: str, seq: int, device: str, dtype: torch.dtype, model
             "repeats": len(times), "warmup_seconds": t_warm, "peak_gb": peak}
 
 
+def train_demo(args) -> None:
+    """Train every variant at a preset (default tiny) on bytes of a Gutenberg book; log losses."""
+    import gzip
+    import json
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    with gzip.open(args.data, "rt") as f:
+        text = json.loads(f.readline())["text"]
+    data = torch.tensor(list(text.encode("utf-8")[: 400_000]), dtype=torch.long)
+    split = int(0.9 * len(data))
+    train, valid = data[:split], data[split:]
+    results = []
+    for variant in args.variants:
+        torch.manual_seed(0)
+        model = TitansLM(get_config(f"{args.preset}-{variant}", vocab_size=256))
+        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1)
+        losses, t0 = [], time.perf_counter()
+        for step in range(args.steps):
+            for g in opt.param_groups:  # linear warm-up, cosine decay
+                warm = min(1.0, (step + 1) / 20)
+                g["lr"] = args.lr * warm * 0.5 * (1 + torch.cos(torch.tensor(step / args.steps * 3.14159)))
+            idx = torch.randint(0, len(train) - args.train_len - 1, (args.batch,))
+            batch = torch.stack([train[i:i + args.train_len + 1] for i in idx])
+            loss = model(batch[:, :-1], targets=batch[:, 1:]).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            losses.append(loss.item())
+        model.eval()
+        with torch.no_grad():
+            chunk = valid[: 4 * 1024 + 1]
+            val = model(chunk[None, :-1], targets=chunk[None, 1:]).loss.item()
+        r = {"variant": variant, "params": model.num_parameters(), "steps": args.steps,
+             "loss_first20": sum(losses[:20]) / 20, "loss_last20": sum(losses[-20:]) / 20,
+             "valid_loss_4k_bytes": val, "seconds": time.perf_counter() - t0, "losses": losses}
+        results.append(r)
+        print(f"{variant:12s} loss {r['loss_first20']:.3f} -> {r['loss_last20']:.3f}  valid(4K bytes, one "
+              f"pass) {val:.3f}  {r['seconds']:.0f}s", flush=True)
+        write_json(args.out, {"env": environment(), "config": vars(args), "results": results})
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--mode", default="throughput", choices=["throughput", "train-cpu"])
+    p.add_argument("--steps", type=int, default=300, help="train-cpu: optimizer steps")
+    p.add_argument("--batch", type=int, default=8, help="train-cpu: sequences per step")
+    p.add_argument("--train-len", type=int, default=64, help="train-cpu: tokens per sequence")
+    p.add_argument("--lr", type=float, default=3e-3, help="train-cpu: peak learning rate")
+    p.add_argument("--data", default=os.path.join(os.environ.get("TITANS_DATA", "../shared/data"),
+                                                  "gutenberg", "test.jsonl.gz"))
     p.add_argument("--preset", default="170m")
     p.add_argument("--vocab", type=int, default=32000)
     p.add_argument("--variants", nargs="+", default=["transformer", "mal", "mag", "mac", "lmm"],
@@ -101,6 +157,8 @@ def main() -> None:
     p.add_argument("--time-budget", type=float, default=1e9, help="skip what starts after this")
     p.add_argument("--out", default="benchmarks/results/models.json")
     args = p.parse_args()
+    if args.mode == "train-cpu":
+        return train_demo(args)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = getattr(torch, args.dtype)
     results, models, t0 = [], {}, time.perf_counter()

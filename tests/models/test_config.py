@@ -66,3 +66,11 @@ def test_small_preset_is_about_30m(vocab, variant):
 
 def test_explicit_layers_win():
     assert get_config("340m-mag", n_layers=3).n_layers == 3
+
+
+def test_deep_memory_theta_bound():
+    cfg = get_config("tiny-mag", vocab_size=64)
+    mem = cfg.memory_config()
+    assert mem.theta_max == pytest.approx(0.25 / mem.hidden_dim)
+    assert get_config("tiny-mag", memory={"theta_max": 0.5}).memory_config().theta_max == 0.5
+    assert get_config("tiny-mag", memory={"depth": 1}).memory_config().theta_max == 1.0
