@@ -228,9 +228,9 @@ class Trainer:
             self.print(f"model {cfg.model}: {self.num_params / 1e6:.2f}M parameters | device {info.device}"
                        f" × {info.world_size} | {cfg.global_batch} × {cfg.seq_len} tokens a step "
                        f"(accumulation {self.accum}) | {len(self.data.train):,} training sequences")
-        t0 = time.perf_counter()
         if self.step == 0:
             summary["val_before"] = self._log_eval("before training", self.evaluate(), 0.0)
+        t0 = time.perf_counter()
         start = self.step
         bar = tqdm(total=cfg.final_step, initial=self.step, disable=not (info.is_main and cfg.progress),
                    desc="train", unit="step", dynamic_ncols=True)
