@@ -94,8 +94,13 @@ def op_bytes(depth: int, T: int, BH: int, N: int, D: int, Hd: int, tok_bytes: in
     return f, b
 
 
-def bench_op(B: int, T: int, backend: str, depth: int = 2, H: int = 16, D: int = 64, N: int = 64) -> dict:
+def bench_op(B: int, T: int, backend: str, depth: int = 2, H: int = 16, D: int = 64, N: int = 64,
+             warps: int = 0, prec: str = "auto", tile: int = 64) -> dict:
     from titans.ops import MemoryState, neural_memory
+
+    os.environ["TITANS_TRITON_HIDDEN_TILE"] = str(tile)
+    os.environ["TITANS_TRITON_WARPS"] = str(warps)  # 0: the default choice
+    os.environ["TITANS_TRITON_PRECISION"] = prec  # auto: bf16 operands for these bf16 inputs
 
     Hd = 4 * D
     dev = "cuda"
@@ -122,7 +127,8 @@ def bench_op(B: int, T: int, backend: str, depth: int = 2, H: int = 16, D: int =
     reps = 10 if backend == "triton" else 2
     torch.cuda.reset_peak_memory_stats()
     tf, tfb = _events(fwd, reps), _events(step, reps)
-    r = {"B": B, "T": T, "backend": backend, "depth": depth, "fwd_ms": tf * 1e3,
+    r = {"B": B, "T": T, "backend": backend, "depth": depth, "warps": warps, "prec": prec, "tile": tile,
+         "N": N, "fwd_ms": tf * 1e3,
          "fwd_bwd_ms": tfb * 1e3, "peak_gb": torch.cuda.max_memory_allocated() / 1e9,
          "tokens_per_s": B * T / tfb}
     if backend == "triton":
@@ -196,7 +202,7 @@ def main() -> None:
     p.add_argument("--models", default="ours-triton,ours-torch,titans-pytorch,titans-pytorch-bs64,gdn,sdpa")
     p.add_argument("--shapes", default=",".join(f"{b}x{t}" for b, t in SHAPES))
     p.add_argument("--depths", default="1,2,3,4")
-    p.add_argument("--sections", default="ceilings,op,layers,depth")
+    p.add_argument("--sections", default="ceilings,op,variants,layers,depth")
     p.add_argument("--d-model", type=int, default=1024)
     p.add_argument("--heads", type=int, default=16)
     p.add_argument("--chunk", type=int, default=64)
@@ -219,14 +225,34 @@ def main() -> None:
         res["ceilings"] = ceilings()
         print("ceilings", res["ceilings"], flush=True)
     if "op" in sections:
-        for backend in ("triton", "torch"):
-            for B, T in shapes:
-                r = {"B": B, "T": T, "backend": backend} | guarded(bench_op, B, T, backend)
-                res["op"].append(r)
-                print("op", json.dumps({k: round(v, 4) if isinstance(v, float) else v
-                                         for k, v in r.items() if "flops_" not in k and "bytes_" not in k}),
-                      flush=True)
-                save()
+        ends = (shapes[0], shapes[-1])
+        cases = [("triton", 2, 0, "auto", s) for s in shapes] + [("torch", 2, 0, "auto", s) for s in shapes]
+        cases += [("triton", 1, 0, "auto", s) for s in shapes]
+        cases += [("triton", 2, 4, "auto", s) for s in ends]  # 4 warps instead of 8
+        for backend, depth, warps, prec, (B, T) in cases:
+            r = {"B": B, "T": T, "backend": backend} | guarded(bench_op, B, T, backend, depth,
+                                                               warps=warps, prec=prec)
+            res["op"].append(r)
+            print("op", json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                                     for k, v in r.items() if "flops_" not in k and "bytes_" not in k}),
+                  flush=True)
+            save()
+    if "variants" in sections:  # hidden tile 32 instead of 64; chunk 128 (outside the supported set)
+        import titans.ops.neural_memory.triton as tb
+
+        tb.CHUNK_SIZES = (16, 32, 64, 128)
+        for depth, tile, N, (B, T) in [(2, 32, 64, shapes[0]), (2, 32, 64, shapes[-1]),
+                                       (1, 64, 128, shapes[0]), (2, 64, 128, shapes[0])]:
+            r = {"B": B, "T": T, "backend": "triton", "variant": True} | guarded(
+                bench_op, B, T, "triton", depth, N=N, tile=tile)
+            res["op"].append(r)
+            print("variant", json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()
+                                         if "flops_" not in k and "bytes_" not in k})[:400], flush=True)
+            save()
+        tb.CHUNK_SIZES = (16, 32, 64)
+    os.environ["TITANS_TRITON_WARPS"] = "0"
+    os.environ["TITANS_TRITON_PRECISION"] = "auto"
+    os.environ["TITANS_TRITON_HIDDEN_TILE"] = "64"
     if "layers" in sections:
         for name in args.models.split(","):
             for B, T in shapes:

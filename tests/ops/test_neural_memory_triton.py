@@ -4,9 +4,10 @@ Errors are ``max|a - b| / max|b|`` per tensor (forward output, final weights and
 the gradient of every input under random cotangents on all outputs). Tolerances:
 
 - CPU, Triton interpreter, fp32 inputs, exact fp32 dots (``ieee``): 1e-5 (seen ~5e-7).
-- GPU, fp32 inputs, ``ieee`` dots: 1e-4.
-- GPU, fp32 inputs, ``tf32`` dots (the default): 2e-2 forward/state, 5e-2 gradients.
-- GPU, bf16 q/k/v (reference on the same bf16 values), tf32 dots: 3e-2 / 6e-2.
+- GPU, fp32 inputs, ``ieee`` dots (small tiles only: they need twice the shared memory): 1e-4.
+- GPU, fp32 inputs, ``tf32`` dots (small tiles only): 2e-2 forward/state, 5e-2 gradients.
+- GPU, fp32 or bf16 inputs, bf16 dot operands (the default) with fp32 accumulation and state,
+  reference on the same input values: 3e-2 / 6e-2 (seen 2e-3 – 8e-3).
 
 The interpreter tests skip when ``triton`` is not importable (it is no package dependency) and
 on CUDA machines (the GPU tests cover the compiled kernels there).
@@ -160,23 +161,24 @@ GPU_CASES = [  # depth, D, hidden, chunk, T, act
     (1, 128, None, 32, 200, "gelu"),
     (2, 64, 256, 64, 300, "gelu"),
     (2, 64, 128, 16, 150, "silu"),
-    (2, 32, 128, 128, 300, "gelu"),
+    (2, 32, 128, 32, 300, "gelu"),
     (2, 128, 256, 64, 200, "gelu"),
     (2, 128, 512, 64, 130, "gelu"),
-    (2, 64, 256, 128, 260, "relu"),
+    (2, 64, 256, 16, 260, "relu"),
+    (1, 32, None, 16, 100, "gelu"),
 ]
 
 
 @gpu
-@pytest.mark.parametrize("case", [("tf32", *c) for c in GPU_CASES] + [("ieee", *GPU_CASES[0]),
-                                                                       ("ieee", *GPU_CASES[2])])
+@pytest.mark.parametrize("case", [("bf16", *c) for c in GPU_CASES] + [
+    ("ieee", *GPU_CASES[0]), ("ieee", *GPU_CASES[3]), ("tf32", *GPU_CASES[3])])
 def test_gpu_fp32_matches_reference(monkeypatch, case):
     prec, depth, D, hidden, chunk, T, act = case
     monkeypatch.setenv("TITANS_TRITON_PRECISION", prec)
     args, w, m = make_inputs(2, T, 3, D, depth, hidden, device="cuda")
     got = run(args, w, m, chunk, act, "triton")
     ref = run(args, w, m, chunk, act, None, f64=True)
-    tol = (1e-4, 1e-4) if prec == "ieee" else (2e-2, 5e-2)
+    tol = {"ieee": (1e-4, 1e-4), "tf32": (2e-2, 5e-2), "bf16": (3e-2, 6e-2)}[prec]
     compare(got, ref, *tol, f"gpu {prec} L{depth} D{D} h{hidden} n{chunk} T{T} {act}")
 
 

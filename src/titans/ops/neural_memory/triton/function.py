@@ -18,7 +18,7 @@ from ..chunked import gate_matrices
 from . import kernels as K
 
 _ACT = {"gelu": K.GELU, "silu": K.SILU, "relu": K.RELU, "identity": K.IDENTITY}
-PRECISIONS = ("tf32", "ieee")
+PRECISIONS = ("auto", "bf16", "tf32", "ieee")
 
 
 def _patch_interpreter() -> None:
@@ -39,25 +39,33 @@ def _patch_interpreter() -> None:
     interp._titans_patched = True
 
 
-def precision() -> str:
-    """Matmul operand precision of the kernels: ``tf32`` (default) or ``ieee`` (exact fp32),
-    from the environment variable ``TITANS_TRITON_PRECISION``."""
-    p = os.environ.get("TITANS_TRITON_PRECISION", "tf32")
+def precision(dtype: torch.dtype) -> str:
+    """Matmul operand precision of the kernels (accumulation is always fp32, the state fp32).
+
+    ``auto`` (default) = ``bf16``: operands rounded to bf16, as cuBLAS does under autocast.
+    ``tf32`` / ``ieee`` (exact fp32 products) need about twice the shared memory and fit only
+    small tiles (measured on H100: L_M = 1 at D·N ≤ 64·64, L_M = 2 at chunk 16); set them with
+    the environment variable ``TITANS_TRITON_PRECISION`` for accuracy checks."""
+    p = os.environ.get("TITANS_TRITON_PRECISION", "auto")
     if p not in PRECISIONS:
         raise ValueError(f"TITANS_TRITON_PRECISION must be one of {PRECISIONS}, got {p!r}")
-    return p
+    return "bf16" if p == "auto" else p
 
 
 def hidden_tile(hidden: int) -> int:
-    """Columns of the hidden width handled per inner step (largest of 64/32/16 dividing it)."""
-    for bh in (64, 32, 16):
+    """Columns of the hidden width handled per inner step: the largest of 64/32/16 dividing it,
+    at most ``TITANS_TRITON_HIDDEN_TILE`` when that is set."""
+    cap = int(os.environ.get("TITANS_TRITON_HIDDEN_TILE", 64))
+    for bh in (b for b in (64, 32, 16) if b <= cap):
         if hidden % bh == 0:
             return bh
     raise ValueError(f"hidden width {hidden} is not a multiple of 16")
 
 
 def _launch_opts(D: int, N: int) -> dict:
-    return {"num_warps": 8 if D * N >= 64 * 64 else 4, "num_stages": 1}
+    """Warps per program: 8 from 64×64 token tiles up (``TITANS_TRITON_WARPS`` overrides)."""
+    warps = int(os.environ.get("TITANS_TRITON_WARPS", 0)) or (8 if D * N >= 64 * 64 else 4)
+    return {"num_warps": warps, "num_stages": 1}
 
 
 class _MemoryFn(torch.autograd.Function):
@@ -71,7 +79,7 @@ class _MemoryFn(torch.autograd.Function):
         BHN, TP, D = q.shape
         NC, N = A.shape[1], A.shape[2]
         depth = len(state) // 2
-        prec = precision()
+        prec = precision(q.dtype)
         if os.environ.get("TRITON_INTERPRET", "0") == "1":
             _patch_interpreter()
         snaps = []

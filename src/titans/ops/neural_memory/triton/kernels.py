@@ -20,8 +20,8 @@ import triton.language as tl
 
 # Activation codes (constexpr ACT).
 GELU, SILU, RELU, IDENTITY = 0, 1, 2, 3
-_INV_SQRT2 = 0.7071067811865476
-_INV_SQRT2PI = 0.3989422804014327
+_INV_SQRT2 = tl.constexpr(0.7071067811865476)  # jit code reads only constexpr globals
+_INV_SQRT2PI = tl.constexpr(0.3989422804014327)
 
 
 @triton.jit
@@ -62,7 +62,12 @@ def _act_dd(z, ACT: tl.constexpr):
 
 @triton.jit
 def _dot(a, b, PREC: tl.constexpr):
-    return tl.dot(a, b, input_precision=PREC)
+    """fp32-accumulated product; PREC = "ieee" | "tf32" (fp32 operands) or "bf16" (operands
+    rounded to bf16, as cuBLAS under autocast does)."""
+    if PREC == "bf16":
+        return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    else:
+        return tl.dot(a, b, input_precision=PREC)
 
 
 # ----------------------------------------------------------------------------------- L_M = 1
