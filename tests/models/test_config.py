@@ -74,3 +74,11 @@ def test_deep_memory_theta_bound():
     assert mem.theta_max == pytest.approx(0.25 / mem.hidden_dim)
     assert get_config("tiny-mag", memory={"theta_max": 0.5}).memory_config().theta_max == 0.5
     assert get_config("tiny-mag", memory={"depth": 1}).memory_config().theta_max == 1.0
+
+
+def test_presets_table_prints(capsys):
+    from titans.models.__main__ import main
+
+    main(["--sizes", "tiny", "--vocab", "256"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + len(VARIANTS) and lines[1].startswith("tiny-mac")

@@ -73,12 +73,14 @@ def attend(q: Tensor, k: Tensor, v: Tensor, n_prefix: int = 0, window: int | Non
            offset: int = 0, backend: str = "auto") -> Tensor:
     """Masked attention. q: ``[B, H, Tq, D]``; k, v: ``[B, H, Tk, D]`` → ``[B, H, Tq, D]``.
 
-    backend: ``auto`` (flex on CUDA for Tq ≥ 128, SDPA otherwise), ``flex`` or ``sdpa``.
+    backend: ``auto`` (flex on CUDA for cache-free calls with Tq ≥ 128, SDPA otherwise), ``flex``
+    or ``sdpa``. Calls that continue a cache (offset > 0) stay on SDPA under ``auto``: the mask
+    function is compiled into the kernel, so every new offset would cost a recompilation.
     """
     tq, tk = q.shape[-2], k.shape[-2]
     if n_prefix == 0 and window is None and offset == 0 and tq == tk:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)  # flash path
-    use_flex = backend == "flex" or (backend == "auto" and q.is_cuda and tq >= 128)
+    use_flex = backend == "flex" or (backend == "auto" and q.is_cuda and tq >= 128 and offset == 0)
     if use_flex and flex_attention is not None:
         if q.dtype != k.dtype or k.dtype != v.dtype:
             k, v = k.to(q.dtype), v.to(q.dtype)
