@@ -209,9 +209,11 @@ def main() -> None:
     p.add_argument("--max-seconds", type=float, default=8.0)
     p.add_argument("--out", default="benchmarks/results/kernel.json")
     p.add_argument("--plot", default=None, help="only draw the figure of an existing results JSON")
+    p.add_argument("--depth-from", default=None,
+                   help="with --plot: take depth rows missing from the plotted JSON from this one")
     args = p.parse_args()
     if args.plot:
-        plot(args.plot)
+        plot(args.plot, args.depth_from)
         return
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     sections = args.sections.split(",")
@@ -238,7 +240,9 @@ def main() -> None:
                   flush=True)
             save()
     if "variants" in sections:  # hidden tile 32 instead of 64; chunk 128 (outside the supported set)
-        import titans.ops.neural_memory.triton as tb
+        import importlib
+
+        tb = importlib.import_module("titans.ops.neural_memory.triton")
 
         tb.CHUNK_SIZES = (16, 32, 64, 128)
         for depth, tile, N, (B, T) in [(2, 32, 64, shapes[0]), (2, 32, 64, shapes[-1]),
@@ -250,6 +254,13 @@ def main() -> None:
                                          if "flops_" not in k and "bytes_" not in k})[:400], flush=True)
             save()
         tb.CHUNK_SIZES = (16, 32, 64)
+        from titans.ops.neural_memory.triton.function import LAST_COMPILED
+
+        bench_op(*shapes[0], "triton", 2)  # default config: registers, spills, shared memory
+        res["resources"] = {name: {a: getattr(k, a, None) for a in ("n_regs", "n_spills")}
+                            | {"shared": getattr(getattr(k, "metadata", None), "shared", None)}
+                            for name, k in LAST_COMPILED.items()}
+        print("resources", res["resources"], flush=True)
     os.environ["TITANS_TRITON_WARPS"] = "0"
     os.environ["TITANS_TRITON_PRECISION"] = "auto"
     os.environ["TITANS_TRITON_HIDDEN_TILE"] = "64"
@@ -273,13 +284,18 @@ def main() -> None:
     save()
 
 
-def plot(path: str) -> None:
+def plot(path: str, depth_from: str | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     res = json.loads(open(path).read())
+    if depth_from:  # fill (depth, B, T) rows this run did not reach from another run
+        have = {(r["depth"], r["B"], r["T"]) for r in res["depth"] if "error" not in r}
+        extra = json.loads(open(depth_from).read())["depth"]
+        res["depth"] += [r | {"from": depth_from} for r in extra
+                         if "error" not in r and (r["depth"], r["B"], r["T"]) not in have]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     models = []
     for r in res["layers"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import torch
 from torch import Tensor
 
 from . import triton as triton_backend
@@ -15,8 +16,10 @@ BACKEND_ENV = "TITANS_NEURAL_MEMORY_BACKEND"  # process-wide override of backend
 
 
 def select_backend(backend: str, q: Tensor, weights, chunk_size: int) -> str:
-    """``torch`` or ``triton`` for this call. ``auto`` takes Triton when it supports the call
-    (CUDA inputs, L_M ≤ 2, head dim 16–128 power of two, chunk 16–128 power of two, fp32 state);
+    """``torch`` or ``triton`` for this call. ``auto`` takes Triton when it supports the call:
+    16-bit q/k/v on CUDA (the kernels multiply bf16 operands with fp32 accumulation and fp32
+    state; fp32 inputs keep the exact PyTorch path unless Triton is forced), L_M ≤ 2, head dim
+    16–128 and chunk 16–64, powers of two, hidden width a multiple of 16, fp32 state;
     ``triton`` raises ``ValueError`` saying why when it does not. The environment variable
     ``TITANS_NEURAL_MEMORY_BACKEND`` (same values) replaces ``auto``, e.g. to force the PyTorch
     path under a layer that calls the op with the default."""
@@ -26,7 +29,8 @@ def select_backend(backend: str, q: Tensor, weights, chunk_size: int) -> str:
         backend = os.environ.get(BACKEND_ENV, "auto")
         if backend not in BACKENDS:
             raise ValueError(f"{BACKEND_ENV} must be one of {BACKENDS}, got {backend!r}")
-    if backend == "torch" or (backend == "auto" and not q.is_cuda):
+    if backend == "torch" or (backend == "auto" and not (
+            q.is_cuda and q.dtype in (torch.bfloat16, torch.float16))):
         return "torch"
     reason = triton_backend.unsupported_reason(q, weights, chunk_size)
     if reason is None:
@@ -60,7 +64,8 @@ def neural_memory(
         activation: memory-MLP activation, one of ``gelu | silu | relu | identity``.
         check_gates: also check gate ranges (costs a device sync).
         backend: ``auto | torch | triton``. ``auto`` runs the fused Triton kernels
-            (``ops/neural_memory/triton``) on CUDA when they support the call, else PyTorch.
+            (``ops/neural_memory/triton``) for bf16/fp16 inputs on CUDA when they support the
+            call (see :func:`select_backend`), else PyTorch.
 
     Returns:
         ``y [B, T, H, D]`` with ``y_t = M(q_t; W_t)`` after token t's update, and the new

@@ -17,6 +17,7 @@ from torch import Tensor
 from ..chunked import gate_matrices
 from . import kernels as K
 
+LAST_COMPILED: dict[str, object] = {}  # kernel name -> last launched compiled kernel (resource report)
 _ACT = {"gelu": K.GELU, "silu": K.SILU, "relu": K.RELU, "identity": K.IDENTITY}
 PRECISIONS = ("auto", "bf16", "tf32", "ieee")
 
@@ -90,12 +91,13 @@ class _MemoryFn(torch.autograd.Function):
         y = torch.empty(BHN, TP, D, device=q.device, dtype=torch.float32)
         opts = _launch_opts(D, N)
         if depth == 1:
-            K.fwd1_kernel[(BHN,)](q, k, v, y, A, C, G, ends, gn, sn, snaps[0], snaps[1], NC, TP,
-                                  N=N, D=D, PREC=prec, **opts)
+            LAST_COMPILED["fwd1"] = K.fwd1_kernel[(BHN,)](
+                q, k, v, y, A, C, G, ends, gn, sn, snaps[0], snaps[1], NC, TP, N=N, D=D, PREC=prec, **opts)
         else:
             HD = state[0].shape[-1]
-            K.fwd2_kernel[(BHN,)](q, k, v, y, A, C, G, ends, gn, sn, *snaps, NC, TP, N=N, D=D,
-                                  HD=HD, BH=hidden_tile(HD), ACT=_ACT[act], PREC=prec, **opts)
+            LAST_COMPILED["fwd2"] = K.fwd2_kernel[(BHN,)](
+                q, k, v, y, A, C, G, ends, gn, sn, *snaps, NC, TP, N=N, D=D, HD=HD, BH=hidden_tile(HD),
+                ACT=_ACT[act], PREC=prec, **opts)
         ctx.save_for_backward(q, k, v, A, C, G, ends, gn, sn, *snaps)
         ctx.act, ctx.depth, ctx.prec = act, depth, prec
         return (y, *(s[:, NC].clone() for s in snaps))
@@ -118,14 +120,14 @@ class _MemoryFn(torch.autograd.Function):
         dends = torch.zeros_like(ends)
         opts = _launch_opts(D, N)
         if ctx.depth == 1:
-            K.bwd1_kernel[(BHN,)](q, k, v, dy, A, C, G, ends, gn, sn, *snaps, *bufs,
+            LAST_COMPILED["bwd1"] = K.bwd1_kernel[(BHN,)](q, k, v, dy, A, C, G, ends, gn, sn, *snaps, *bufs,
                                   dq, dk, dv, dA, dC, dG, dends, dgn, dsn, NC, TP, BHN,
                                   N=N, D=D, PREC=ctx.prec, **opts)
         else:
             HD = snaps[0].shape[-1]
             sx = torch.empty(BHN, N, HD, device=q.device, dtype=f32)
             sz = torch.empty_like(sx)
-            K.bwd2_kernel[(BHN,)](q, k, v, dy, A, C, G, ends, gn, sn, *snaps, *bufs,
+            LAST_COMPILED["bwd2"] = K.bwd2_kernel[(BHN,)](q, k, v, dy, A, C, G, ends, gn, sn, *snaps, *bufs,
                                   dq, dk, dv, dA, dC, dG, dends, dgn, dsn, sx, sz, NC, TP, BHN,
                                   N=N, D=D, HD=HD, BH=hidden_tile(HD), ACT=_ACT[ctx.act],
                                   PREC=ctx.prec, **opts)
