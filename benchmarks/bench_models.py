@@ -14,6 +14,9 @@ bytes of one Gutenberg book and logs the losses:
 
     PYTHONPATH=src python3 benchmarks/bench_models.py --mode train-cpu --preset tiny \
         --out benchmarks/results/models_cpu_train.json
+
+``--mode decode-cpu`` times token-by-token decoding (median ms/token over the last 50 tokens before
+each mark) and the cache size, early and late in a generation of ``--decode-tokens``.
 """
 
 from __future__ import annotations
@@ -134,9 +137,49 @@ def train_demo(args) -> None:
         write_json(args.out, {"env": environment(), "config": vars(args), "results": results})
 
 
+def cache_numel(obj) -> int:
+    import dataclasses
+
+    if isinstance(obj, torch.Tensor):
+        return obj.numel()
+    if isinstance(obj, (list, tuple)):
+        return sum(cache_numel(o) for o in obj)
+    if dataclasses.is_dataclass(obj):
+        return sum(cache_numel(getattr(obj, f.name)) for f in dataclasses.fields(obj))
+    return 0
+
+
+@torch.no_grad()
+def decode_demo(args) -> None:
+    """Per-token decoding latency and cache size early and late in a long generation (CPU)."""
+    torch.set_num_threads(1)
+    results = []
+    marks = sorted({100, args.decode_tokens // 2, args.decode_tokens})
+    for variant in args.variants:
+        torch.manual_seed(0)
+        overrides = {"window": 64} if variant == "transformer-window" else {}
+        name = variant.split("-")[0]
+        model = TitansLM(get_config(f"{args.preset}-{name}", vocab_size=256, **overrides)).eval()
+        out = model(torch.randint(0, 256, (1, 16)), use_cache=True)
+        cache, times, row = out.cache, [], {"variant": variant}
+        for t in range(1, args.decode_tokens + 1):
+            t0 = time.perf_counter()
+            out = model(torch.randint(0, 256, (1, 1)), cache=cache, use_cache=True)
+            times.append(time.perf_counter() - t0)
+            cache = out.cache
+            if t in marks:
+                window = times[-50:]
+                row[f"ms_per_token_at_{t}"] = 1e3 * statistics.median(window)
+                row[f"cache_numel_at_{t}"] = cache_numel(cache)
+        results.append(row)
+        print(row, flush=True)
+        write_json(args.out, {"env": environment(), "config": vars(args), "results": results})
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--mode", default="throughput", choices=["throughput", "train-cpu"])
+    p.add_argument("--mode", default="throughput", choices=["throughput", "train-cpu", "decode-cpu"])
+    p.add_argument("--decode-tokens", type=int, default=2000, help="decode-cpu: tokens generated")
     p.add_argument("--steps", type=int, default=300, help="train-cpu: optimizer steps")
     p.add_argument("--batch", type=int, default=8, help="train-cpu: sequences per step")
     p.add_argument("--train-len", type=int, default=64, help="train-cpu: tokens per sequence")
@@ -146,7 +189,7 @@ def main() -> None:
     p.add_argument("--preset", default="170m")
     p.add_argument("--vocab", type=int, default=32000)
     p.add_argument("--variants", nargs="+", default=["transformer", "mal", "mag", "mac", "lmm"],
-                   choices=VARIANTS)
+                   choices=[*VARIANTS, "transformer-window"])
     p.add_argument("--seq-lens", nargs="+", type=int, default=[2048, 4096, 8192, 16384])
     p.add_argument("--tokens", type=int, default=16384, help="tokens per step")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
@@ -159,6 +202,8 @@ def main() -> None:
     args = p.parse_args()
     if args.mode == "train-cpu":
         return train_demo(args)
+    if args.mode == "decode-cpu":
+        return decode_demo(args)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = getattr(torch, args.dtype)
     results, models, t0 = [], {}, time.perf_counter()
