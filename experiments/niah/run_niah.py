@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from titans.data.tokenizer import ByteTokenizer
-from titans.evaluation.niah import VARIANTS, NIAHGenerator, depth_grid
+from titans.evaluation.niah import VARIANTS, NIAHGenerator, depth_grid, teacher_forced_exact_match
 from titans.models import TitansLM, get_config
 
 TOK = ByteTokenizer()
@@ -123,27 +123,18 @@ def train(model, args, lm: np.ndarray, gen: NIAHGenerator, device) -> dict:
 def test(model, args, gen: NIAHGenerator, device) -> list[dict]:
     model.eval()
     records = []
+
+    def logits_fn(ids):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            return model(ids).logits
+
     for variant in args.variants:
         for length in args.test_lengths:
             samples = list(gen.sweep(variant, [length], depth_grid(args.depths), args.samples))
-            seqs = [(s, s.input_ids + TOK.encode(" " + s.answer + ".")) for s in samples]
-            for i in range(0, len(seqs), args.eval_batch):
-                part = seqs[i:i + args.eval_batch]
-                T = max(len(q) for _, q in part)
-                ids = torch.full((len(part), T), PAD, dtype=torch.long)
-                for b, (_, q) in enumerate(part):
-                    ids[b, :len(q)] = torch.tensor(q)
-                ids = ids.to(device)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    pred = model(ids).logits.argmax(-1)
-                for b, (s, q) in enumerate(part):
-                    a = len(s.input_ids)
-                    ok = bool((pred[b, a - 1:len(q) - 2] == ids[b, a:len(q) - 1]).all())  # answer, not "."
-                    records.append({"variant": variant, "length": length, "depth": s.depth,
-                                    "index": s.index, "score": float(ok)})
-            cell = [r["score"] for r in records if (r["variant"], r["length"]) == (variant, length)]
-            acc = 100 * np.mean(cell)
-            print(f"  {variant:8s} {length:>6d}: {acc:5.1f}%", flush=True)
+            scores = teacher_forced_exact_match(logits_fn, samples, TOK.encode, PAD, args.eval_batch, device)
+            records += [{"variant": variant, "length": length, "depth": s.depth, "index": s.index,
+                         "score": sc} for s, sc in zip(samples, scores)]
+            print(f"  {variant:8s} {length:>6d}: {100 * np.mean(scores):5.1f}%", flush=True)
     return records
 
 

@@ -115,3 +115,25 @@ def test_errors():
     with pytest.raises(ValueError, match="haystack_path"):
         NIAHGenerator(BYTE.encode, haystack_path="/nonexistent.jsonl.gz").sample("uuid", 1000, 0.5)
     assert depth_grid(1) == [0.5] and depth_grid(5) == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_teacher_forced_exact_match_with_oracles():
+    import torch
+
+    from titans.evaluation.niah import teacher_forced_exact_match
+
+    gen = NIAHGenerator(BYTE.encode, seed=2)
+    samples = [gen.sample(v, n, d) for v in ("passkey", "uuid") for n in (500, 700) for d in (0.0, 1.0)]
+
+    def oracle(shift, corrupt_last=False):
+        def logits(ids):
+            nxt = torch.roll(ids, -1, dims=1) if shift else ids.clone()
+            if corrupt_last:  # wrong on the value's last character only ("." is the last token)
+                lengths = (ids != 0).sum(1)
+                nxt[torch.arange(ids.shape[0]), lengths - 3] = ord("#")
+            return torch.nn.functional.one_hot(nxt, 256).float()
+        return logits
+
+    assert teacher_forced_exact_match(oracle(True), samples, BYTE.encode, batch_size=3) == [1.0] * 8
+    assert teacher_forced_exact_match(oracle(False), samples, BYTE.encode, batch_size=3) == [0.0] * 8
+    assert teacher_forced_exact_match(oracle(True, True), samples, BYTE.encode, batch_size=3) == [0.0] * 8

@@ -325,6 +325,34 @@ def summarise(records: Iterable[dict]) -> dict:
     }
 
 
+def teacher_forced_exact_match(logits_fn: Callable, samples: Sequence[NIAHSample], encode: Encode,
+                               pad_id: int = 0, batch_size: int = 8, device=None) -> list[float]:
+    """Greedy exact match in one forward pass per batch: feed ``prompt + " value."`` and score 1
+    when the argmax at every position of " value" is the next true token — exactly when greedy
+    decoding would emit the value right after the answer prefix. Samples are right-padded with
+    ``pad_id``, which leaves the earlier positions of a causal model unchanged.
+
+    logits_fn: ``ids [B, T] (long) -> logits [B, T, V]``. Returns one score per sample."""
+    import torch
+
+    seqs = [(len(s.input_ids), list(s.input_ids) + list(encode(" " + s.answer + "."))) for s in samples]
+    n_dot = len(encode("."))
+    scores: list[float] = []
+    with torch.no_grad():
+        for i in range(0, len(seqs), batch_size):
+            part = seqs[i:i + batch_size]
+            T = max(len(q) for _, q in part)
+            ids = torch.full((len(part), T), pad_id, dtype=torch.long)
+            for b, (_, q) in enumerate(part):
+                ids[b, :len(q)] = torch.tensor(q)
+            ids = ids.to(device) if device is not None else ids
+            pred = logits_fn(ids).argmax(-1)
+            for b, (a, q) in enumerate(part):
+                end = len(q) - n_dot  # the value's tokens are q[a:end]
+                scores.append(float(bool((pred[b, a - 1:end - 1] == ids[b, a:end]).all())))
+    return scores
+
+
 def model_generate_fn(model, device: str | None = None) -> GenerateFn:
     """Greedy decoding with a ``titans.models.TitansLM`` (``model.generate``, temperature 0)."""
     import torch
