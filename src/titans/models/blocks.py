@@ -66,7 +66,9 @@ class Block(nn.Module):
         self.norm2 = nn.RMSNorm(config.d_model, eps=config.norm_eps)
         self.mlp = SwiGLU(config.d_model, config.ffn_dim)
 
-    def forward(self, x: Tensor, cache: Any = None) -> tuple[Tensor, Any]:
+    def forward(self, x: Tensor, cache: Any = None, use_cache: bool = True) -> tuple[Tensor, Any]:
+        """Returns the new cache only when ``use_cache`` (a training step returns no views of
+        internal tensors, which wrappers such as FSDP would hook)."""
         y, cache = self.mixer(self.norm1(x), cache)
         x = x + y
-        return x + self.mlp(self.norm2(x)), cache
+        return x + self.mlp(self.norm2(x)), (cache if use_cache else None)

@@ -99,8 +99,9 @@ class TitansLM(nn.Module):
         layer_caches = [None] * len(self.blocks) if cache is None else cache.layers
         new_caches = []
         ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        want = use_cache or cache is not None
         for block, lc in zip(self.blocks, layer_caches):
-            x, lc = checkpoint(block, x, lc, use_reentrant=False) if ckpt else block(x, lc)
+            x, lc = checkpoint(block, x, lc, want, use_reentrant=False) if ckpt else block(x, lc, want)
             new_caches.append(lc)
         logits = self.head(self.norm(x))
         loss = None
@@ -110,7 +111,7 @@ class TitansLM(nn.Module):
                                    reduction="sum")
             loss = flat / (targets != -100).sum().clamp(min=1)
         new_cache = None
-        if use_cache or cache is not None:
+        if want:
             new_cache = LMCache(new_caches, (0 if cache is None else cache.pos) + input_ids.shape[1])
         return LMOutput(logits, loss, new_cache)
 
