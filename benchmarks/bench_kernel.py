@@ -95,10 +95,9 @@ def op_bytes(depth: int, T: int, BH: int, N: int, D: int, Hd: int, tok_bytes: in
 
 
 def bench_op(B: int, T: int, backend: str, depth: int = 2, H: int = 16, D: int = 64, N: int = 64,
-             warps: int = 0, prec: str = "auto", tile: int = 64) -> dict:
+             warps: int = 0, prec: str = "auto") -> dict:
     from titans.ops import MemoryState, neural_memory
 
-    os.environ["TITANS_TRITON_HIDDEN_TILE"] = str(tile)
     os.environ["TITANS_TRITON_WARPS"] = str(warps)  # 0: the default choice
     os.environ["TITANS_TRITON_PRECISION"] = prec  # auto: bf16 operands for these bf16 inputs
 
@@ -127,8 +126,8 @@ def bench_op(B: int, T: int, backend: str, depth: int = 2, H: int = 16, D: int =
     reps = 10 if backend == "triton" else 2
     torch.cuda.reset_peak_memory_stats()
     tf, tfb = _events(fwd, reps), _events(step, reps)
-    r = {"B": B, "T": T, "backend": backend, "depth": depth, "warps": warps, "prec": prec, "tile": tile,
-         "N": N, "fwd_ms": tf * 1e3,
+    r = {"B": B, "T": T, "backend": backend, "depth": depth, "warps": warps, "prec": prec, "N": N,
+         "fwd_ms": tf * 1e3,
          "fwd_bwd_ms": tfb * 1e3, "peak_gb": torch.cuda.max_memory_allocated() / 1e9,
          "tokens_per_s": B * T / tfb}
     if backend == "triton":
@@ -202,7 +201,8 @@ def main() -> None:
     p.add_argument("--models", default="ours-triton,ours-torch,titans-pytorch,titans-pytorch-bs64,gdn,sdpa")
     p.add_argument("--shapes", default=",".join(f"{b}x{t}" for b, t in SHAPES))
     p.add_argument("--depths", default="1,2,3,4")
-    p.add_argument("--sections", default="ceilings,op,variants,layers,depth")
+    p.add_argument("--sections", default="ceilings,op,layers,depth",
+                   help="also: variants (chunk-128 probe and the kernels' register/spill report)")
     p.add_argument("--d-model", type=int, default=1024)
     p.add_argument("--heads", type=int, default=16)
     p.add_argument("--chunk", type=int, default=64)
@@ -239,16 +239,15 @@ def main() -> None:
                                      for k, v in r.items() if "flops_" not in k and "bytes_" not in k}),
                   flush=True)
             save()
-    if "variants" in sections:  # hidden tile 32 instead of 64; chunk 128 (outside the supported set)
+    if "variants" in sections:  # chunk 128 (outside the supported set), then a resource report
         import importlib
 
         tb = importlib.import_module("titans.ops.neural_memory.triton")
 
         tb.CHUNK_SIZES = (16, 32, 64, 128)
-        for depth, tile, N, (B, T) in [(2, 32, 64, shapes[0]), (2, 32, 64, shapes[-1]),
-                                       (1, 64, 128, shapes[0]), (2, 64, 128, shapes[0])]:
+        for depth, N, (B, T) in [(1, 128, shapes[0]), (2, 128, shapes[0])]:
             r = {"B": B, "T": T, "backend": "triton", "variant": True} | guarded(
-                bench_op, B, T, "triton", depth, N=N, tile=tile)
+                bench_op, B, T, "triton", depth, N=N)
             res["op"].append(r)
             print("variant", json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()
                                          if "flops_" not in k and "bytes_" not in k})[:400], flush=True)
@@ -263,7 +262,6 @@ def main() -> None:
         print("resources", res["resources"], flush=True)
     os.environ["TITANS_TRITON_WARPS"] = "0"
     os.environ["TITANS_TRITON_PRECISION"] = "auto"
-    os.environ["TITANS_TRITON_HIDDEN_TILE"] = "64"
     if "layers" in sections:
         for name in args.models.split(","):
             for B, T in shapes:

@@ -36,7 +36,7 @@ gpu = pytest.mark.gpu
 
 
 def make_inputs(B, T, H, D, depth, hidden, device="cpu", dtype=torch.float32, momentum=True,
-                theta_max=0.5):
+                theta_max=0.5, alpha_max=0.2):
     f = torch.float32
     q, k, v = (torch.randn(B, T, H, D, device=device, dtype=f) for _ in range(3))
     q = q / q.norm(dim=-1, keepdim=True)
@@ -44,7 +44,7 @@ def make_inputs(B, T, H, D, depth, hidden, device="cpu", dtype=torch.float32, mo
     q, k, v = (x.to(dtype) for x in (q, k, v))
     theta = torch.rand(B, T, H, device=device) * theta_max
     eta = torch.rand(B, T, H, device=device)
-    alpha = torch.rand(B, T, H, device=device) * 0.2
+    alpha = torch.rand(B, T, H, device=device) * alpha_max
     dims = [D] + [hidden] * (depth - 1) + [D]
     weights = tuple(torch.randn(H, dims[i], dims[i + 1], device=device) / dims[i] ** 0.5
                     for i in range(depth))
@@ -178,9 +178,11 @@ GPU_CASES = [  # depth, D, hidden, chunk, T, act
 def test_gpu_fp32_matches_reference(monkeypatch, case):
     prec, depth, D, hidden, chunk, T, act = case
     monkeypatch.setenv("TITANS_TRITON_PRECISION", prec)
-    # θ up to 0.5 makes the ReLU memory's inner descent diverge (the reference too): use 0.05.
-    theta_max = 0.05 if act == "relu" else 0.5
-    args, w, m = make_inputs(2, T, 3, D, depth, hidden, device="cuda", theta_max=theta_max)
+    # ReLU memory: θ up to 0.5 makes its inner descent diverge (the reference too), and α up to
+    # 0.2 over 260 tokens decays the weights to ~1e-11, where the sign of every pre-activation
+    # (hence σ') is rounding noise; keep it well conditioned.
+    gates = {"theta_max": 0.05, "alpha_max": 0.01} if act == "relu" else {}
+    args, w, m = make_inputs(2, T, 3, D, depth, hidden, device="cuda", **gates)
     got = run(args, w, m, chunk, act, "triton")
     ref = run(args, w, m, chunk, act, None, f64=True)
     tol = {"ieee": (1e-4, 1e-4), "tf32": (2e-2, 5e-2), "bf16": (3e-2, 6e-2)}[prec]

@@ -54,10 +54,10 @@ def precision(dtype: torch.dtype) -> str:
 
 
 def hidden_tile(hidden: int) -> int:
-    """Columns of the hidden width handled per inner step: the largest of 64/32/16 dividing it,
-    at most ``TITANS_TRITON_HIDDEN_TILE`` when that is set."""
-    cap = int(os.environ.get("TITANS_TRITON_HIDDEN_TILE", 64))
-    for bh in (b for b in (64, 32, 16) if b <= cap):
+    """Columns of the hidden width handled per inner step: the largest of 64/32/16 dividing it.
+    On the GPU only 64 is allowed (``unsupported_reason``): a 32-column tile hit an illegal
+    memory access on H100 (not yet understood); the interpreter runs all three."""
+    for bh in (64, 32, 16):
         if hidden % bh == 0:
             return bh
     raise ValueError(f"hidden width {hidden} is not a multiple of 16")
