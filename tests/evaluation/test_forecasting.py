@@ -116,3 +116,15 @@ def test_harness_and_cli(tmp_path):
     assert again["test_mse"] == rec["test_mse"]  # same config and seed, same numbers
     with pytest.raises(ValueError, match="model"):
         ForecastConfig(model="arima")
+
+
+def test_lmm_ablation_switches():
+    full = build_model("lmm", 96, 24, 7, **SMALL["lmm"])
+    bare = build_model("lmm", 96, 24, 7, use_memory=False, **SMALL["lmm"])
+    linear = build_model("lmm", 96, 24, 7, memory_depth=1, **SMALL["lmm"])
+    x = torch.randn(2, 96, 7)
+    assert bare(x).shape == linear(x).shape == (2, 24, 7)
+    assert bare.blocks[0].memory is None and full.blocks[0].memory is not None
+    assert linear.blocks[0].memory.config.depth == 1
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(bare) < n(linear) < n(full)

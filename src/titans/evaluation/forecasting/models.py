@@ -114,19 +114,23 @@ class EinFFT(nn.Module):
 
 
 class SimbaMemoryBlock(nn.Module):
-    """x + Drop(NeuralMemory(LN x)); x + Drop(EinFFT(LN x)). ``[B, N, d] → [B, N, d]``."""
+    """x + Drop(NeuralMemory(LN x)); x + Drop(EinFFT(LN x)). ``[B, N, d] → [B, N, d]``.
 
-    def __init__(self, memory: NeuralMemoryConfig, dropout: float, fft_blocks: int):
+    ``use_memory=False`` drops the memory sub-layer (ablation: no sequence mixing at all)."""
+
+    def __init__(self, memory: NeuralMemoryConfig, dropout: float, fft_blocks: int,
+                 use_memory: bool = True):
         super().__init__()
         d = memory.d_model
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.memory = NeuralMemory(memory)
+        self.memory = NeuralMemory(memory) if use_memory else None
         self.mixer = EinFFT(d, fft_blocks)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        y, _ = self.memory(self.norm1(x))
-        x = x + self.drop(y)
+        if self.memory is not None:
+            y, _ = self.memory(self.norm1(x))
+            x = x + self.drop(y)
         return x + self.drop(self.mixer(self.norm2(x)))
 
 
@@ -183,12 +187,12 @@ class LMMForecaster(_PatchForecaster):
     def __init__(self, seq_len: int, pred_len: int, channels: int, d_model: int = 32, n_layers: int = 1,
                  num_heads: int = 2, memory_depth: int = 2, chunk_size: int = 12, patch_len: int = 16,
                  stride: int = 8, dropout: float = 0.2, head_dropout: float = 0.1, fft_blocks: int = 4,
-                 revin: bool = True, **memory_overrides):
+                 revin: bool = True, use_memory: bool = True, **memory_overrides):
         super().__init__(seq_len, pred_len, channels, d_model, patch_len, stride, dropout, head_dropout,
                          revin)
         cfg = NeuralMemoryConfig(d_model=d_model, num_heads=num_heads, depth=memory_depth,
                                  chunk_size=chunk_size, **memory_overrides)
-        self.blocks.extend(SimbaMemoryBlock(cfg, dropout, fft_blocks) for _ in range(n_layers))
+        self.blocks.extend(SimbaMemoryBlock(cfg, dropout, fft_blocks, use_memory) for _ in range(n_layers))
 
 
 class PatchTST(_PatchForecaster):
