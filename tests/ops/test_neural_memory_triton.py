@@ -117,6 +117,15 @@ def test_interpreter_no_momentum_and_torch_path(monkeypatch):
     compare(got, ref, 1e-5, 1e-5, "interp vs torch, no momentum")
 
 
+@interp
+def test_interpreter_empty_sequence_keeps_state():
+    args, w, m = make_inputs(1, 0, 2, 16, 2, 32)
+    y, st = neural_memory(*args, MemoryState(w, m), chunk_size=16, backend="triton")
+    assert y.shape == (1, 0, 2, 16)
+    for a, b in zip(st.weights + st.momentum, w + m):
+        assert torch.equal(a, b.expand_as(a))
+
+
 # --------------------------------------------------------------------------- backend switch
 
 

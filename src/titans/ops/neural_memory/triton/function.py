@@ -159,8 +159,10 @@ def triton_chunked_memory(q: Tensor, k: Tensor, v: Tensor, theta: Tensor, eta: T
     """Same contract as ``chunked_neural_memory`` (offset 0): ``[B, T, H, D]`` inputs and
     ``[B, H, d_l, d_{l+1}]`` fp32 state → ``y [B, T, H, D]`` (q's dtype), final weights, momentum."""
     B, T, H, D = q.shape
+    if T == 0:  # nothing to read or write: the state passes through unchanged
+        return q.new_zeros(B, 0, H, D), [w.float() for w in weights], [s.float() for s in momentum]
     N = chunk_size
-    NC = max(1, -(-T // N))
+    NC = -(-T // N)
     pad = NC * N - T
 
     def tokens(x: Tensor) -> Tensor:
