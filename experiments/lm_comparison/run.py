@@ -38,7 +38,8 @@ def make_config(args, variant: str, steps: int, out_dir: Path) -> TrainConfig:
         val_data=str(args.data / "gutenberg_val.npy"), seq_len=args.seq_len, batch_size=args.batch_size,
         global_batch=args.batch_size, max_steps=steps, warmup_steps=max(1, steps // 10), lr=args.lr,
         eval_interval=0, eval_batches=4, log_interval=max(1, steps // 10), sample_tokens=0, progress=False,
-        out_dir=str(out_dir / variant), seed=0, ckpt_interval=0, keep_checkpoints=1))
+        out_dir=str(out_dir / variant), seed=0, ckpt_interval=0, keep_checkpoints=1,
+        model_overrides={"memory": args.memory} if args.memory and variant != "transformer" else {}))
 
 
 def sync() -> None:
@@ -72,6 +73,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1.5e-3)
     p.add_argument("--eval-tokens", type=int, default=500_000)
+    p.add_argument("--steps", type=int, default=None, help="fixed step count (skips the probe)")
+    p.add_argument("--memory", type=json.loads, default=None,
+                   help='memory config overrides for the Titans variants, e.g. \'{"theta_max": 0.003}\'')
     p.add_argument("--variants", nargs="+", default=list(VARIANTS))
     p.add_argument("--probe", nargs="+", default=["mac", "lmm"], help="variants timed to set the steps")
     args = p.parse_args()
@@ -80,14 +84,15 @@ def main() -> None:
     env = {"torch": torch.__version__, "device": torch.cuda.get_device_name(0) if torch.cuda.is_available()
            else "cpu", "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     t_all = time.perf_counter()
-    step_s = {v: probe(args, v, work) for v in args.probe}
-    steps = max(10, min(args.max_steps, int(args.budget_s / max(step_s.values()))))
+    step_s = {v: probe(args, v, work) for v in args.probe} if args.steps is None else {}
+    steps = args.steps or max(10, min(args.max_steps, int(args.budget_s / max(step_s.values()))))
     tokens = steps * args.batch_size * args.seq_len
     print(f"probe s/step {step_s} → {steps} steps = {tokens / 1e6:.2f}M tokens per model", flush=True)
     evals = {"gutenberg_test": load_token_file(args.data / "gutenberg_test.npy"),
              "wikitext2_test": load_token_file(args.data / "wikitext2_test.npy")}
-    flags = " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                     for k, v in vars(args).items())
+    flags = " ".join(f"--{k.replace('_', '-')} " + (" ".join(map(str, v)) if isinstance(v, list) else
+                                                     f"'{json.dumps(v)}'" if isinstance(v, dict) else str(v))
+                     for k, v in vars(args).items() if v is not None)
     out = {"env": env, "command": f"python3 experiments/lm_comparison/run.py {flags}",
         "probe_seconds_per_step": step_s, "steps": steps, "tokens_per_model": tokens,
         "tokenizer": {"vocab_size": tok.vocab_size}, "models": {}}
