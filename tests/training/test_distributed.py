@@ -55,7 +55,8 @@ def test_two_processes_match_one(tmp_path, parallel):
                       resume=tmp_path / "multi", print_fn=lambda *a: None)
     assert resumed.step == 2
     for (k, a), b in zip(single.model.state_dict().items(), resumed.model.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=k)
+        # gradients are summed in another order across processes: float rounding, then Adam
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
     cont = [resumed.train_step()[0] for _ in range(2)]
     assert cont == pytest.approx([single.train_step()[0] for _ in range(2)], rel=1e-4)
 
