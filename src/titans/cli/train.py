@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     summary = train(cfg, resume=resume)
     before, after = summary.get("val_before"), summary["val_after"]
-    if before is not None:
+    if before is not None and os.environ.get("RANK", "0") == "0":
         print(f"validation perplexity: {before['ppl']:.2f} before → {after['ppl']:.2f} after "
               f"({summary['steps']} steps, {summary['train_seconds']:.0f} s)")
     return 0
