@@ -208,12 +208,18 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=64)
     p.add_argument("--max-seconds", type=float, default=8.0)
     p.add_argument("--out", default="benchmarks/results/kernel.json")
+    p.add_argument("--resources", action="store_true",
+                   help="only compile the kernels for sm_90a (no GPU needed) and print ptxas's "
+                        "registers / spills / stack and Triton's shared memory per config")
     p.add_argument("--plot", default=None, help="only draw the figure of an existing results JSON")
     p.add_argument("--depth-from", default=None,
                    help="with --plot: take depth rows missing from the plotted JSON from this one")
     args = p.parse_args()
     if args.plot:
         plot(args.plot, args.depth_from)
+        return
+    if args.resources:
+        resources()
         return
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     sections = args.sections.split(",")
@@ -280,6 +286,41 @@ def main() -> None:
                 save()
     res["wall_s"] = time.time() - t0
     save()
+
+
+def resources() -> None:
+    """Ahead-of-time compile for Hopper (sm_90a) on any machine and report resources."""
+    import inspect
+    import subprocess
+    import tempfile
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from titans.ops.neural_memory.triton import kernels as K
+
+    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin/ptxas")
+    tok = {"Q": "*bf16", "K": "*bf16", "V": "*bf16"}
+    configs = [(K.fwd1_kernel, dict(N=64, D=64, PREC="bf16")), (K.bwd1_kernel, dict(N=64, D=64, PREC="bf16"))]
+    for N, bh, prec in [(64, 64, "bf16"), (64, 32, "bf16"), (128, 64, "bf16"), (64, 64, "tf32")]:
+        c = dict(N=N, D=64, HD=256, BH=bh, ACT=0, PREC=prec)
+        configs += [(K.fwd2_kernel, c), (K.bwd2_kernel, c)]
+    for fn, consts in configs:
+        names = list(inspect.signature(fn.fn).parameters)
+        sig = {n: "constexpr" if n in consts else "i32" if n in ("NC", "TP", "BHN") else tok.get(n, "*fp32")
+               for n in names}
+        k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts),
+                           target=GPUTarget("cuda", 90, 32), options={"num_warps": 8, "num_stages": 1})
+        with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+            f.write(k.asm["ptx"])
+        out = subprocess.run([ptxas, "-arch=sm_90a", "-v", f.name, "-o", os.devnull],
+                             capture_output=True, text=True).stderr
+        info = " | ".join(ln.split("info    : ")[-1].strip() for ln in out.splitlines()
+                          if "Used" in ln or "spill" in ln)
+        os.unlink(f.name)
+        shown = {key: consts[key] for key in ("N", "D", "HD", "BH", "PREC") if key in consts}
+        print(f"{fn.fn.__name__:<12} {shown} shared {k.metadata.shared} B | {info}")
 
 
 def plot(path: str, depth_from: str | None = None) -> None:
