@@ -29,17 +29,37 @@ from titans.evaluation.lm import evaluate_lm
 from titans.training import TrainConfig, Trainer
 
 VARIANTS = ("transformer", "lmm", "mac", "mag", "mal")
+# Table 5 ablations (paper §5.8) at our scale: name → (base variant, model overrides).
+ABLATIONS: dict[str, tuple[str, dict]] = {
+    "lmm-linear": ("lmm", {"memory": {"depth": 1}}),
+    "lmm-noconv": ("lmm", {"memory": {"conv_kernel": 0}}),
+    "lmm-nomomentum": ("lmm", {"memory": {"momentum": False}}),
+    "lmm-nodecay": ("lmm", {"memory": {"weight_decay": False}}),
+    "mac-nopersistent": ("mac", {"n_persistent": 0}),
+}
 
 
-def make_config(args, variant: str, steps: int, out_dir: Path) -> TrainConfig:
+def resolve(name: str) -> tuple[str, dict]:
+    """A model name of this script → (preset variant, model overrides)."""
+    if name in VARIANTS:
+        return name, {}
+    if name in ABLATIONS:
+        return ABLATIONS[name]
+    raise ValueError(f"unknown model {name!r}; choose from {VARIANTS + tuple(ABLATIONS)}")
+
+
+def make_config(args, name: str, steps: int, out_dir: Path) -> TrainConfig:
+    variant, overrides = resolve(name)
+    if args.memory and variant != "transformer":
+        overrides = {**overrides, "memory": {**args.memory, **overrides.get("memory", {})}}
     return TrainConfig.from_dict(dict(
         model=f"{args.size}-{variant}", tokenizer=str(args.data / "tok"),
         train_data=str(args.data / "train.npy"),
         val_data=str(args.data / "gutenberg_val.npy"), seq_len=args.seq_len, batch_size=args.batch_size,
         global_batch=args.batch_size, max_steps=steps, warmup_steps=max(1, steps // 10), lr=args.lr,
         eval_interval=0, eval_batches=4, log_interval=max(1, steps // 10), sample_tokens=0, progress=False,
-        out_dir=str(out_dir / variant), seed=0, ckpt_interval=0, keep_checkpoints=1,
-        model_overrides={"memory": args.memory} if args.memory and variant != "transformer" else {}))
+        out_dir=str(out_dir / name), seed=0, ckpt_interval=0, keep_checkpoints=1,
+        model_overrides=overrides))
 
 
 def sync() -> None:
@@ -76,9 +96,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="fixed step count (skips the probe)")
     p.add_argument("--memory", type=json.loads, default=None,
                    help='memory config overrides for the Titans variants, e.g. \'{"theta_max": 0.003}\'')
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS),
+                   help=f"models to train: {', '.join(VARIANTS + tuple(ABLATIONS))}")
     p.add_argument("--probe", nargs="+", default=["mac", "lmm"], help="variants timed to set the steps")
     args = p.parse_args()
+    for name in args.variants + args.probe:
+        resolve(name)  # fail on a typo before any GPU work
     work = Path("/tmp/lm_comparison")
     tok = load_tokenizer(args.data / "tok")
     env = {"torch": torch.__version__, "device": torch.cuda.get_device_name(0) if torch.cuda.is_available()
@@ -124,12 +147,12 @@ def main() -> None:
         torch.cuda.empty_cache()
         out["total_seconds"] = time.perf_counter() - t_all
         args.out.write_text(json.dumps(out, indent=1, default=str) + "\n")
-    print("\nmodel        params  gutenberg ppl  wikitext2 ppl  tok/s")
+    print("\nmodel            params  gutenberg ppl  wikitext2 ppl  tok/s")
     for v, r in out["models"].items():
         if "error" in r:
-            print(f"{v:<12} {r['error'][:60]}")
+            print(f"{v:<16} {r['error'][:60]}")
             continue
-        print(f"{v:<12} {r['parameters'] / 1e6:5.1f}M  {r['gutenberg_test']['ppl']:13.2f}  "
+        print(f"{v:<16} {r['parameters'] / 1e6:5.1f}M  {r['gutenberg_test']['ppl']:13.2f}  "
               f"{r['wikitext2_test']['ppl']:13.2f}  {r['tokens_per_s']:,.0f}")
     print(f"total {time.perf_counter() - t_all:.0f} s")
 

@@ -68,12 +68,13 @@ def test_explicit_layers_win():
     assert get_config("340m-mag", n_layers=3).n_layers == 3
 
 
-def test_deep_memory_theta_bound():
-    cfg = get_config("tiny-mag", vocab_size=64)
-    mem = cfg.memory_config()
-    assert mem.theta_max == pytest.approx(0.25 / mem.hidden_dim)
+def test_memory_theta_bound_is_the_layers_default():
+    mem = get_config("tiny-mag", vocab_size=64).memory_config()  # chunk 8, hidden 32
+    assert mem.theta_max == pytest.approx(2.0 / (8 * mem.hidden_dim))
     assert get_config("tiny-mag", memory={"theta_max": 0.5}).memory_config().theta_max == 0.5
-    assert get_config("tiny-mag", memory={"depth": 1}).memory_config().theta_max == 1.0
+    assert get_config("tiny-mag", memory={"depth": 1}).memory_config().theta_max == 0.25
+    small = get_config("small-mac", vocab_size=256).memory_config()  # chunk 64, hidden 256
+    assert small.theta_max == pytest.approx(2.0 / (64 * 256))
 
 
 def test_presets_table_prints(capsys):

@@ -9,6 +9,15 @@ from titans.ops.neural_memory.state import ACTIVATIONS
 OUTPUT_GATES = ("silu", "sigmoid", "none")
 
 
+def default_theta_max(depth: int, chunk_size: int, hidden_dim: int, theta_scale: float) -> float:
+    """θ_max that keeps the chunked inner gradient step stable: ``scale / (chunk · hidden)`` for
+    a deep memory (hidden activations have squared norm ∝ hidden_dim), ``min(1, scale / chunk)``
+    for a linear memory on unit-norm keys (1 = the exact delta rule's largest stable step)."""
+    if depth == 1:
+        return min(1.0, theta_scale / chunk_size)
+    return theta_scale / (chunk_size * hidden_dim)
+
+
 @dataclass
 class NeuralMemoryConfig:
     """Neural long-term memory layer (Titans §3.1, §4.4).
@@ -16,9 +25,14 @@ class NeuralMemoryConfig:
     d_model: model width. num_heads × head_dim is the memory width (head_dim defaults to
     d_model // num_heads). depth: memory MLP layers L_M (1 = linear matrix memory).
     hidden_dim: memory MLP hidden width (default ``expansion * head_dim``).
-    theta_max: the learning rate θ_t = theta_max · sigmoid(·) (default 1 for a linear memory,
-    4 / hidden_dim for a deep one, see docs/design.md); theta_init, eta_init, alpha_init: gate
-    values at initialisation (set through the projection biases).
+    theta_max: bound of the learning rate θ_t = theta_max · sigmoid(·). Default
+    ``theta_scale / (chunk_size · hidden_dim)`` for a deep memory and
+    ``min(1, theta_scale / chunk_size)`` for a linear one (theta_scale default 2): inside a
+    chunk every token's gradient is taken at the chunk-start weights and summed, so the step
+    grows with the chunk and with the hidden activations' squared norm (∝ hidden_dim); see
+    docs/design.md, "Inner learning rate bound".
+    theta_init, eta_init, alpha_init: gate values at initialisation (set through the projection
+    biases), θ's as a fraction of theta_max.
     momentum / weight_decay: ablation switches (False fixes η = 0 / α = 0).
     conv_kernel: causal depthwise conv after q/k/v (0 disables). output_gate: activation of the
     linear output gate applied after the output RMSNorm.
@@ -34,6 +48,7 @@ class NeuralMemoryConfig:
     chunk_size: int = 64
     conv_kernel: int = 4
     theta_max: float | None = None
+    theta_scale: float = 2.0
     theta_init: float = 0.1
     eta_init: float = 0.6
     alpha_init: float = 0.01
@@ -71,8 +86,11 @@ class NeuralMemoryConfig:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.output_gate not in OUTPUT_GATES:
             raise ValueError(f"output_gate must be one of {OUTPUT_GATES}, got {self.output_gate!r}")
+        if not self.theta_scale > 0:
+            raise ValueError(f"theta_scale must be > 0, got {self.theta_scale!r}")
         if self.theta_max is None:
-            self.theta_max = 1.0 if self.depth == 1 else 4.0 / self.hidden_dim
+            self.theta_max = default_theta_max(self.depth, self.chunk_size, self.hidden_dim,
+                                               self.theta_scale)
         if not self.theta_max > 0:
             raise ValueError(f"theta_max must be > 0, got {self.theta_max!r}")
         for name in ("theta_init", "eta_init", "alpha_init"):

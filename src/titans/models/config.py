@@ -10,8 +10,6 @@ from titans.memory import NeuralMemoryConfig
 VARIANTS = ("mac", "mag", "mal", "lmm", "transformer")
 ATTN_BACKENDS = ("auto", "sdpa", "flex")
 GATE_ACTIVATIONS = ("sigmoid", "silu")
-# Inner learning-rate bound of a deep memory in the models: θ_max = DEEP_THETA_SCALE / hidden_dim.
-DEEP_THETA_SCALE = 0.25
 
 
 @dataclass
@@ -120,14 +118,9 @@ class ModelConfig:
         return None if self.variant == "mac" else self.window
 
     def memory_config(self) -> NeuralMemoryConfig:
-        """The memory layer's config. Unless ``memory`` sets ``theta_max``, a deep memory (depth ≥ 2)
-        gets ``DEEP_THETA_SCALE / hidden_dim``: the layer's own default (4 / hidden_dim) diverged
-        within 20–50 steps of LM training here (docs/models.md)."""
-        kw = {"d_model": self.d_model, "num_heads": self.n_heads, **self.memory}
-        cfg = NeuralMemoryConfig(**kw)
-        if "theta_max" not in self.memory and cfg.depth > 1:
-            cfg = NeuralMemoryConfig(**{**kw, "theta_max": DEEP_THETA_SCALE / cfg.hidden_dim})
-        return cfg
+        """The memory layer's config (its inner learning-rate bound defaults to the layer's
+        chunk- and width-scaled θ_max, docs/design.md)."""
+        return NeuralMemoryConfig(**{"d_model": self.d_model, "num_heads": self.n_heads, **self.memory})
 
     def to_dict(self) -> dict:
         return asdict(self)
