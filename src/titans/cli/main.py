@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Modules under titans.cli that provide a sub-command.
-COMMANDS = ["demo", "eval", "train", "generate", "tokenizer"]
+COMMANDS = ["demo", "train", "generate", "eval", "tokenizer", "models"]
 
 
 def build_parser() -> argparse.ArgumentParser:
