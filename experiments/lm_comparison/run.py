@@ -35,7 +35,7 @@ ABLATIONS: dict[str, tuple[str, dict]] = {
     "lmm-noconv": ("lmm", {"memory": {"conv_kernel": 0}}),
     "lmm-nomomentum": ("lmm", {"memory": {"momentum": False}}),
     "lmm-nodecay": ("lmm", {"memory": {"weight_decay": False}}),
-    "mac-nopersistent": ("mac", {"n_persistent": 0}),
+    "lmm-nopersistent": ("lmm", {"n_persistent": 0}),
 }
 
 
