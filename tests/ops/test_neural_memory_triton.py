@@ -225,3 +225,67 @@ def test_gpu_layer_under_autocast_matches_torch_path(monkeypatch):
         outs[backend] = (y.float(), gx)
     assert rel_err(outs["triton"][0], outs["torch"][0]) < 3e-2
     assert rel_err(outs["triton"][1], outs["torch"][1]) < 6e-2
+
+
+# ------------------------------------------------------------ support matrix (CPU, no triton)
+
+
+def test_static_support_matrix():
+    from titans.ops.neural_memory.triton import static_reason
+
+    for depth in (1, 2):
+        for D in (16, 32, 64, 128):
+            for chunk in (16, 32, 64, 128):
+                hidden = 4 * D if depth == 2 else None
+                reason = static_reason(depth, D, chunk, hidden)
+                assert (reason is None) == ((D, chunk) != (128, 128)), (depth, D, chunk, reason)
+    assert "depth" in static_reason(3, 64, 64, 256)
+    assert "head dim" in static_reason(1, 48, 64, None)
+    assert "chunk_size" in static_reason(2, 64, 256, 256)
+    assert "chunk_size" in static_reason(2, 64, 8, 256)
+    assert "hidden" in static_reason(2, 64, 64, 96)  # GPU: 64-column tiles only
+    assert static_reason(2, 64, 64, 96 - 48, on_gpu=False) is None  # interpreter: 16-column tiles
+    assert static_reason(2, 64, 64, 128) is None  # the shape that once failed (head 64, hidden 128, chunk 64)
+    assert static_reason(2, 128, 128, 512, on_gpu=False) is None
+
+
+def test_resource_decision_is_cached_and_warned_once():
+    from titans.ops.neural_memory import triton as tb
+
+    calls = []
+
+    def failing_probe():
+        calls.append(1)
+        return "forward kernel does not build for this device: OutOfResources: shared memory"
+
+    key = ("test-device", None, "failing")
+    with pytest.warns(RuntimeWarning, match="PyTorch path"):
+        assert "OutOfResources" in tb.decide(key, failing_probe, "test config")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second warning would raise
+        assert "OutOfResources" in tb.decide(key, failing_probe, "test config")
+        assert tb.decide(("test-device", None, "fits"), lambda: None, "ok config") is None
+        assert tb.decide(("test-device", None, "fits"), failing_probe, "ok config") is None
+    assert len(calls) == 1
+    for k in [key, ("test-device", None, "fits")]:
+        tb._RESOURCE_CACHE.pop(k)
+
+
+def test_select_backend_falls_back_when_resources_fail(monkeypatch):
+    """auto → torch and forced triton → ValueError when the configuration's kernels do not fit
+    (triton's shape check and the device probe replaced by stand-ins, so this runs on CPU)."""
+    from titans.ops.neural_memory import api
+
+    monkeypatch.setattr(api.triton_backend, "unsupported_reason", lambda q, w, n: None)
+    monkeypatch.setattr(api.triton_backend, "resource_reason",
+                        lambda q, w, n, act, bwd: "backward kernel does not build: OutOfResources")
+    q = torch.zeros(1, 4, 1, 64, dtype=torch.bfloat16)
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    w = [torch.zeros(1, 64, 128), torch.zeros(1, 128, 64)]
+    assert api.select_backend("auto", q, w, 64) == "torch"
+    with pytest.raises(ValueError, match="OutOfResources"):
+        api.select_backend("triton", q, w, 64)
+    monkeypatch.setattr(api.triton_backend, "resource_reason", lambda q, w, n, act, bwd: None)
+    assert api.select_backend("auto", q, w, 64) == "triton"

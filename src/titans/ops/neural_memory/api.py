@@ -15,14 +15,25 @@ BACKENDS = ("auto", "torch", "triton")
 BACKEND_ENV = "TITANS_NEURAL_MEMORY_BACKEND"  # process-wide override of backend="auto"
 
 
-def select_backend(backend: str, q: Tensor, weights, chunk_size: int) -> str:
-    """``torch`` or ``triton`` for this call. ``auto`` takes Triton when it supports the call:
-    16-bit q/k/v on CUDA (the kernels multiply bf16 operands with fp32 accumulation and fp32
-    state; fp32 inputs keep the exact PyTorch path unless Triton is forced), L_M ≤ 2, head dim
-    16–128 and chunk 16–64, powers of two, hidden width a multiple of 16, fp32 state;
-    ``triton`` raises ``ValueError`` saying why when it does not. The environment variable
-    ``TITANS_NEURAL_MEMORY_BACKEND`` (same values) replaces ``auto``, e.g. to force the PyTorch
-    path under a layer that calls the op with the default."""
+def select_backend(backend: str, q: Tensor, weights, chunk_size: int, activation: str = "gelu",
+                   backward: bool = True) -> str:
+    """``torch`` or ``triton`` for this call.
+
+    ``auto`` takes the Triton kernels when all of these hold, else the PyTorch path:
+
+    - q is a bf16/fp16 CUDA tensor (the kernels multiply bf16 operands with fp32 accumulation
+      and keep an fp32 state; fp32 inputs keep the exact PyTorch path unless Triton is forced);
+    - memory depth L_M ∈ {1, 2}; head dim ∈ {16, 32, 64, 128}; chunk ∈ {16, 32, 64, 128} but not
+      chunk 128 with head dim 128; for L_M = 2 a hidden width that is a multiple of 64;
+      state fp32 or narrower (``triton.static_reason``);
+    - the configuration's kernels compile and load on this device (checked once per
+      configuration at its first call, forward and, when ``backward``, backward kernel; a
+      configuration that does not fit, e.g. shared memory beyond the SM's limit, is warned
+      about once and sent to the PyTorch path from then on: ``triton.resource_reason``).
+
+    ``triton`` raises ``ValueError`` saying why when any of these (but the dtype) fails. The
+    environment variable ``TITANS_NEURAL_MEMORY_BACKEND`` (same values) replaces ``auto``, e.g.
+    to force the PyTorch path under a layer that calls the op with the default."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
@@ -33,6 +44,8 @@ def select_backend(backend: str, q: Tensor, weights, chunk_size: int) -> str:
             q.is_cuda and q.dtype in (torch.bfloat16, torch.float16))):
         return "torch"
     reason = triton_backend.unsupported_reason(q, weights, chunk_size)
+    if reason is None:
+        reason = triton_backend.resource_reason(q, weights, chunk_size, activation, backward)
     if reason is None:
         return "triton"
     if backend == "triton":
@@ -65,7 +78,11 @@ def neural_memory(
         check_gates: also check gate ranges (costs a device sync).
         backend: ``auto | torch | triton``. ``auto`` runs the fused Triton kernels
             (``ops/neural_memory/triton``) for bf16/fp16 inputs on CUDA when they support the
-            call (see :func:`select_backend`), else PyTorch.
+            call, else PyTorch. Support matrix (:func:`select_backend`): L_M ∈ {1, 2}, head dim
+            ∈ {16, 32, 64, 128}, chunk ∈ {16, 32, 64, 128} except chunk 128 at head dim 128,
+            L_M = 2 hidden width a multiple of 64, and the configuration's kernels must build
+            on the device (checked once per configuration; otherwise a one-time warning and
+            the PyTorch path). Never crashes on a configuration it selected.
 
     Returns:
         ``y [B, T, H, D]`` with ``y_t = M(q_t; W_t)`` after token t's update, and the new
@@ -73,7 +90,9 @@ def neural_memory(
     """
     validate_inputs(q, k, v, theta, eta, alpha, state, chunk_size, activation, check_gates)
     weights, momentum = broadcast_state(state, q.shape[0])
-    if select_backend(backend, q, weights, chunk_size) == "triton":
+    backward = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (q, k, v, theta, eta, alpha, *weights, *momentum))
+    if select_backend(backend, q, weights, chunk_size, activation, backward) == "triton":
         y, new_w, new_s = triton_backend.triton_chunked_memory(
             q, k, v, theta, eta, alpha, weights, momentum, chunk_size, activation)
         weights = [n.to(w.dtype) for n, w in zip(new_w, weights)]

@@ -69,6 +69,40 @@ def _launch_opts(D: int, N: int) -> dict:
     return {"num_warps": warps, "num_stages": 1}
 
 
+def _config(depth: int, N: int, D: int, HD: int, act: str, prec: str) -> tuple[object, object, dict]:
+    """(forward kernel, backward kernel, launch keywords): the one place that fixes how a
+    configuration is compiled, shared by the launches and by :func:`probe`."""
+    kw = {"N": N, "D": D, "PREC": prec} | _launch_opts(D, N)
+    if depth == 1:
+        return K.fwd1_kernel, K.bwd1_kernel, kw
+    return K.fwd2_kernel, K.bwd2_kernel, kw | {"HD": HD, "BH": hidden_tile(HD), "ACT": _ACT[act]}
+
+
+def probe(depth: int, N: int, D: int, HD: int, act: str, prec: str, tok_dtype: torch.dtype,
+          NC: int, TP: int, BHN: int, backward: bool) -> str | None:
+    """Compile the forward (and backward) kernel of a configuration for the current device
+    without launching it and load it onto the device; ``None`` when both fit, else the reason
+    (Triton's ``OutOfResources``, e.g. shared memory beyond the SM's limit, or any compile error).
+
+    The argument types and integer values are those of the real launch, so the compiled kernels
+    land in Triton's cache and the launch that follows reuses them (no extra compile)."""
+    fwd, bwd, kw = _config(depth, N, D, HD, act, prec)
+    f32 = torch.float32
+    n_state = 2 * depth
+    fwd_args = [tok_dtype] * 3 + [f32] * 7 + [f32] * n_state + [NC, TP]
+    # q k v dy | A c G ends gn sn | snapshots, cotangent buffers | dq dk dv dA dc dG dends dgn dsn [| sx sz]
+    bwd_args = [tok_dtype] * 3 + [f32] * 7 + [f32] * (2 * n_state) + [f32] * 9
+    bwd_args += ([f32] * 2 if depth == 2 else []) + [NC, TP, BHN]
+    todo = [("forward", fwd, fwd_args)] + ([("backward", bwd, bwd_args)] if backward else [])
+    for name, kernel, args in todo:
+        try:
+            compiled = kernel.warmup(*args, grid=(1,), **kw)
+            compiled._init_handles()  # raises OutOfResources (shared memory, threads) on this device
+        except Exception as e:  # noqa: BLE001 - any failure to build or load means: do not use it
+            return f"{name} kernel does not build for this device: {type(e).__name__}: {str(e)[:200]}"
+    return None
+
+
 class _MemoryFn(torch.autograd.Function):
     """Inputs: tokens ``[BHN, TP, D]`` (q, k, v), gates (A, c ``[BHN, NC, N]``, G
     ``[BHN, NC, N, N]``, ends ``[BHN, NC, 4]``, gn, sn ``[BHN, NC, N]``), then per layer
@@ -89,15 +123,8 @@ class _MemoryFn(torch.autograd.Function):
             buf[:, 0] = t
             snaps.append(buf)
         y = torch.empty(BHN, TP, D, device=q.device, dtype=torch.float32)
-        opts = _launch_opts(D, N)
-        if depth == 1:
-            LAST_COMPILED["fwd1"] = K.fwd1_kernel[(BHN,)](
-                q, k, v, y, A, C, G, ends, gn, sn, snaps[0], snaps[1], NC, TP, N=N, D=D, PREC=prec, **opts)
-        else:
-            HD = state[0].shape[-1]
-            LAST_COMPILED["fwd2"] = K.fwd2_kernel[(BHN,)](
-                q, k, v, y, A, C, G, ends, gn, sn, *snaps, NC, TP, N=N, D=D, HD=HD, BH=hidden_tile(HD),
-                ACT=_ACT[act], PREC=prec, **opts)
+        fwd, _, kw = _config(depth, N, D, state[0].shape[-1], act, prec)
+        LAST_COMPILED[f"fwd{depth}"] = fwd[(BHN,)](q, k, v, y, A, C, G, ends, gn, sn, *snaps, NC, TP, **kw)
         ctx.save_for_backward(q, k, v, A, C, G, ends, gn, sn, *snaps)
         ctx.act, ctx.depth, ctx.prec = act, depth, prec
         return (y, *(s[:, NC].clone() for s in snaps))
@@ -118,19 +145,14 @@ class _MemoryFn(torch.autograd.Function):
         dA, dC, dgn, dsn = (torch.empty_like(A) for _ in range(4))
         dG = torch.empty_like(G)
         dends = torch.zeros_like(ends)
-        opts = _launch_opts(D, N)
-        if ctx.depth == 1:
-            LAST_COMPILED["bwd1"] = K.bwd1_kernel[(BHN,)](q, k, v, dy, A, C, G, ends, gn, sn, *snaps, *bufs,
-                                  dq, dk, dv, dA, dC, dG, dends, dgn, dsn, NC, TP, BHN,
-                                  N=N, D=D, PREC=ctx.prec, **opts)
-        else:
-            HD = snaps[0].shape[-1]
-            sx = torch.empty(BHN, N, HD, device=q.device, dtype=f32)
-            sz = torch.empty_like(sx)
-            LAST_COMPILED["bwd2"] = K.bwd2_kernel[(BHN,)](q, k, v, dy, A, C, G, ends, gn, sn, *snaps, *bufs,
-                                  dq, dk, dv, dA, dC, dG, dends, dgn, dsn, sx, sz, NC, TP, BHN,
-                                  N=N, D=D, HD=HD, BH=hidden_tile(HD), ACT=_ACT[ctx.act],
-                                  PREC=ctx.prec, **opts)
+        HD = snaps[0].shape[-1]
+        _, bwd, kw = _config(ctx.depth, N, D, HD, ctx.act, ctx.prec)
+        scratch = []
+        if ctx.depth == 2:
+            scratch = [torch.empty(BHN, N, HD, device=q.device, dtype=f32) for _ in range(2)]
+        LAST_COMPILED[f"bwd{ctx.depth}"] = bwd[(BHN,)](q, k, v, dy, A, C, G, ends, gn, sn, *snaps, *bufs,
+                                                      dq, dk, dv, dA, dC, dG, dends, dgn, dsn, *scratch,
+                                                      NC, TP, BHN, **kw)
         return (None, dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dA, dC, dG, dends, dgn, dsn,
                 *(b[0] for b in bufs))
 
