@@ -95,11 +95,15 @@ def op_bytes(depth: int, T: int, BH: int, N: int, D: int, Hd: int, tok_bytes: in
 
 
 def bench_op(B: int, T: int, backend: str, depth: int = 2, H: int = 16, D: int = 64, N: int = 64,
-             warps: int = 0, prec: str = "auto") -> dict:
+             warps: int = 0, prec: str = "auto", kernels: str = "") -> dict:
     from titans.ops import MemoryState, neural_memory
+    from titans.ops.neural_memory.triton.function import variant
 
     os.environ["TITANS_TRITON_WARPS"] = str(warps)  # 0: the default choice
     os.environ["TITANS_TRITON_PRECISION"] = prec  # auto: bf16 operands for these bf16 inputs
+    os.environ.pop("TITANS_TRITON_KERNELS", None)
+    if kernels:  # kernel version (docs/kernel-notes.md); "" = the default
+        os.environ["TITANS_TRITON_KERNELS"] = kernels
 
     Hd = 4 * D
     dev = "cuda"
@@ -127,6 +131,7 @@ def bench_op(B: int, T: int, backend: str, depth: int = 2, H: int = 16, D: int =
     torch.cuda.reset_peak_memory_stats()
     tf, tfb = _events(fwd, reps), _events(step, reps)
     r = {"B": B, "T": T, "backend": backend, "depth": depth, "warps": warps, "prec": prec, "N": N,
+         "kernels": variant(),
          "fwd_ms": tf * 1e3,
          "fwd_bwd_ms": tfb * 1e3, "peak_gb": torch.cuda.max_memory_allocated() / 1e9,
          "tokens_per_s": B * T / tfb}
@@ -202,7 +207,9 @@ def main() -> None:
     p.add_argument("--shapes", default=",".join(f"{b}x{t}" for b, t in SHAPES))
     p.add_argument("--depths", default="1,2,3,4")
     p.add_argument("--sections", default="ceilings,op,layers,depth",
-                   help="also: variants (chunk-128 probe and the kernels' register/spill report)")
+                   help="also: variants (the kernels' register/spill report on the device)")
+    p.add_argument("--ab", default="v2,v5",
+                   help="op section: also time these kernel versions (TITANS_TRITON_KERNELS) at L_M = 2")
     p.add_argument("--d-model", type=int, default=1024)
     p.add_argument("--heads", type=int, default=16)
     p.add_argument("--chunk", type=int, default=64)
@@ -234,40 +241,31 @@ def main() -> None:
         print("ceilings", res["ceilings"], flush=True)
     if "op" in sections:
         ends = (shapes[0], shapes[-1])
-        cases = [("triton", 2, 0, "auto", s) for s in shapes] + [("torch", 2, 0, "auto", s) for s in shapes]
-        cases += [("triton", 1, 0, "auto", s) for s in shapes]
-        cases += [("triton", 2, 4, "auto", s) for s in ends]  # 4 warps instead of 8
-        for backend, depth, warps, prec, (B, T) in cases:
-            r = {"B": B, "T": T, "backend": backend} | guarded(bench_op, B, T, backend, depth,
-                                                               warps=warps, prec=prec)
+        # (backend, depth, chunk, kernel version, warps, shape); "" / 0 = the defaults
+        cases = [("triton", 2, 64, "", 0, s) for s in shapes] + [("torch", 2, 64, "", 0, s) for s in shapes]
+        cases += [("triton", 1, 64, "", 0, s) for s in shapes]
+        cases += [("triton", 2, 64, v, 0, s) for v in args.ab.split(",") if v for s in shapes]
+        cases += [("triton", 2, 64, "", 16, s) for s in ends]  # 16 warps instead of 8
+        cases += [("triton", d, 128, "", 0, s) for d in (1, 2) for s in ends]  # chunk 128
+        for backend, depth, N, kern, warps, (B, T) in cases:
+            r = {"B": B, "T": T, "backend": backend} | guarded(bench_op, B, T, backend, depth, N=N,
+                                                               kernels=kern, warps=warps)
             res["op"].append(r)
             print("op", json.dumps({k: round(v, 4) if isinstance(v, float) else v
                                      for k, v in r.items() if "flops_" not in k and "bytes_" not in k}),
                   flush=True)
             save()
-    if "variants" in sections:  # chunk 128 (outside the supported set), then a resource report
-        import importlib
-
-        tb = importlib.import_module("titans.ops.neural_memory.triton")
-
-        tb.CHUNK_SIZES = (16, 32, 64, 128)
-        for depth, N, (B, T) in [(1, 128, shapes[0]), (2, 128, shapes[0])]:
-            r = {"B": B, "T": T, "backend": "triton", "variant": True} | guarded(
-                bench_op, B, T, "triton", depth, N=N)
-            res["op"].append(r)
-            print("variant", json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()
-                                         if "flops_" not in k and "bytes_" not in k})[:400], flush=True)
-            save()
-        tb.CHUNK_SIZES = (16, 32, 64)
+    if "variants" in sections:  # the kernels' registers / spills / shared memory on this device
         from titans.ops.neural_memory.triton.function import LAST_COMPILED
 
-        bench_op(*shapes[0], "triton", 2)  # default config: registers, spills, shared memory
+        bench_op(*shapes[0], "triton", 2)  # default config
         res["resources"] = {name: {a: getattr(k, a, None) for a in ("n_regs", "n_spills")}
                             | {"shared": getattr(getattr(k, "metadata", None), "shared", None)}
                             for name, k in LAST_COMPILED.items()}
         print("resources", res["resources"], flush=True)
     os.environ["TITANS_TRITON_WARPS"] = "0"
     os.environ["TITANS_TRITON_PRECISION"] = "auto"
+    os.environ.pop("TITANS_TRITON_KERNELS", None)
     if "layers" in sections:
         for name in args.models.split(","):
             for B, T in shapes:
@@ -305,7 +303,7 @@ def resources() -> None:
     configs = [(K.fwd1_kernel, dict(N=64, D=64, PREC="bf16")), (K.bwd1_kernel, dict(N=64, D=64, PREC="bf16"))]
     for N, bh, prec in [(64, 64, "bf16"), (64, 32, "bf16"), (128, 64, "bf16"), (64, 64, "tf32")]:
         c = dict(N=N, D=64, HD=256, BH=bh, ACT=0, PREC=prec)
-        configs += [(K.fwd2_kernel, c), (K.bwd2_kernel, c)]
+        configs += [(K.fwd2_kernel, c), (K.bwd2_kernel, c), (K.bwd2r_kernel, c)]
     for fn, consts in configs:
         names = list(inspect.signature(fn.fn).parameters)
         sig = {n: "constexpr" if n in consts else "i32" if n in ("NC", "TP", "BHN") else tok.get(n, "*fp32")

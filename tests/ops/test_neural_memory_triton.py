@@ -178,6 +178,10 @@ GPU_CASES = [  # depth, D, hidden, chunk, T, act
     (2, 128, 512, 64, 130, "gelu"),
     (2, 64, 256, 16, 260, "relu"),
     (1, 32, None, 16, 100, "gelu"),
+    (2, 64, 128, 64, 300, "gelu"),  # the shape of the model run that hit the shared-memory limit
+    (2, 64, 256, 128, 300, "gelu"),  # chunk 128
+    (1, 64, None, 128, 260, "silu"),
+    (2, 32, 128, 128, 200, "silu"),
 ]
 
 
@@ -238,7 +242,7 @@ def test_static_support_matrix():
             for chunk in (16, 32, 64, 128):
                 hidden = 4 * D if depth == 2 else None
                 reason = static_reason(depth, D, chunk, hidden)
-                assert (reason is None) == ((D, chunk) != (128, 128)), (depth, D, chunk, reason)
+                assert (reason is None) == ((depth, D, chunk) != (2, 128, 128)), (depth, D, chunk, reason)
     assert "depth" in static_reason(3, 64, 64, 256)
     assert "head dim" in static_reason(1, 48, 64, None)
     assert "chunk_size" in static_reason(2, 64, 256, 256)
@@ -289,3 +293,83 @@ def test_select_backend_falls_back_when_resources_fail(monkeypatch):
         api.select_backend("triton", q, w, 64)
     monkeypatch.setattr(api.triton_backend, "resource_reason", lambda q, w, n, act, bwd: None)
     assert api.select_backend("auto", q, w, 64) == "triton"
+
+
+@gpu
+@pytest.mark.parametrize("kernels", ["v2", "v4", "v5"])
+@pytest.mark.parametrize("case", [GPU_CASES[i] for i in (2, 3, 5, 10)])
+def test_gpu_kernel_versions_match_reference(monkeypatch, kernels, case):
+    """Every kernel version (TITANS_TRITON_KERNELS, docs/kernel-notes.md) on L_M = 2 cases."""
+    from titans.ops.neural_memory.triton.function import variant
+
+    depth, D, hidden, chunk, T, act = case
+    monkeypatch.setenv("TITANS_TRITON_KERNELS", kernels)
+    args, w, m = make_inputs(2, T, 3, D, depth, hidden, device="cuda")
+    got = run(args, w, m, chunk, act, "triton")
+    ref = run(args, w, m, chunk, act, None, f64=True)
+    compare(got, ref, 3e-2, 6e-2, f"gpu {variant()} L{depth} D{D} h{hidden} n{chunk} T{T} {act}")
+
+
+@gpu
+@pytest.mark.parametrize("depth,D,chunk", [(d, D, 128) for d in (1, 2) for D in (16, 32, 64, 128)]
+                         + [(2, 128, 64)])
+def test_gpu_auto_support_matrix_builds(depth, D, chunk):
+    """Every head dim at the largest chunk it supports compiles and loads (forward and backward)
+    on this GPU, so auto selects Triton for it without a warning; head dim 128 at chunk 128 with
+    L_M = 2 is refused by the shape check before anything is compiled."""
+    import warnings
+
+    from titans.ops.neural_memory import triton as tb
+
+    q = torch.zeros(1, 2 * chunk, 2, D, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    dims = [D] + [max(64, 4 * D)] * (depth - 1) + [D]
+    w = [torch.zeros(2, dims[i], dims[i + 1], device="cuda") for i in range(depth)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = select_backend("auto", q, w, chunk)
+    if (depth, D, chunk) in tb.TOO_LARGE:
+        assert got == "torch"
+        with pytest.raises(ValueError, match="shared memory"):
+            select_backend("triton", q, w, chunk)
+    else:
+        assert got == "triton", tb.resource_reason(q, w, chunk)
+
+
+@gpu
+def test_gpu_auto_falls_back_when_kernels_do_not_fit(monkeypatch):
+    """fp32 products (ieee) need 400 KiB of shared memory at D 64, hidden 256, chunk 64: auto
+    warns once and runs the PyTorch path; forcing Triton raises a ValueError naming the limit."""
+    monkeypatch.setenv("TITANS_TRITON_PRECISION", "ieee")
+    args, w, m = make_inputs(2, 130, 2, 64, 2, 256, device="cuda", dtype=torch.bfloat16)
+    with pytest.warns(RuntimeWarning, match="OutOfResources"):
+        got = run(args, w, m, 64, "gelu", "auto")
+    ref = run(args, w, m, 64, "gelu", "torch")
+    compare(got, ref, 1e-6, 1e-6, "gpu auto fallback vs torch")
+    with pytest.raises(ValueError, match="shared memory"):
+        run(args, w, m, 64, "gelu", "triton")
+
+
+@gpu
+@pytest.mark.parametrize("expansion,chunk", [(2.0, 64), (4.0, 128)])
+def test_gpu_layer_auto_runs_triton_without_warnings(monkeypatch, expansion, chunk):
+    """The layer under autocast (head dim 64) with hidden 128 at chunk 64 (the model-run shape
+    that once failed) and hidden 256 at chunk 128 takes the kernels and trains a step."""
+    import warnings
+
+    from titans import NeuralMemory, NeuralMemoryConfig
+    from titans.ops.neural_memory import api
+
+    monkeypatch.delenv("TITANS_NEURAL_MEMORY_BACKEND", raising=False)
+    chosen = []
+    original = api.select_backend
+    monkeypatch.setattr(api, "select_backend", lambda *a, **k: chosen.append(original(*a, **k)) or chosen[-1])
+    mem = NeuralMemory(NeuralMemoryConfig(d_model=256, num_heads=4, depth=2, expansion=expansion,
+                                          chunk_size=chunk)).cuda()
+    x = torch.randn(2, 300, 256, device="cuda", requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            y, _ = mem(x)
+        y.float().pow(2).mean().backward()
+    assert chosen and set(chosen) == {"triton"}, chosen
+    assert torch.isfinite(x.grad).all()

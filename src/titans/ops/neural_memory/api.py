@@ -24,8 +24,8 @@ def select_backend(backend: str, q: Tensor, weights, chunk_size: int, activation
     - q is a bf16/fp16 CUDA tensor (the kernels multiply bf16 operands with fp32 accumulation
       and keep an fp32 state; fp32 inputs keep the exact PyTorch path unless Triton is forced);
     - memory depth L_M ∈ {1, 2}; head dim ∈ {16, 32, 64, 128}; chunk ∈ {16, 32, 64, 128} but not
-      chunk 128 with head dim 128; for L_M = 2 a hidden width that is a multiple of 64;
-      state fp32 or narrower (``triton.static_reason``);
+      chunk 128 with head dim 128 at L_M = 2; for L_M = 2 a hidden width that is a multiple of
+      64; state fp32 or narrower (``triton.static_reason``);
     - the configuration's kernels compile and load on this device (checked once per
       configuration at its first call, forward and, when ``backward``, backward kernel; a
       configuration that does not fit, e.g. shared memory beyond the SM's limit, is warned
@@ -79,10 +79,11 @@ def neural_memory(
         backend: ``auto | torch | triton``. ``auto`` runs the fused Triton kernels
             (``ops/neural_memory/triton``) for bf16/fp16 inputs on CUDA when they support the
             call, else PyTorch. Support matrix (:func:`select_backend`): L_M ∈ {1, 2}, head dim
-            ∈ {16, 32, 64, 128}, chunk ∈ {16, 32, 64, 128} except chunk 128 at head dim 128,
-            L_M = 2 hidden width a multiple of 64, and the configuration's kernels must build
-            on the device (checked once per configuration; otherwise a one-time warning and
-            the PyTorch path). Never crashes on a configuration it selected.
+            ∈ {16, 32, 64, 128}, chunk ∈ {16, 32, 64, 128} except chunk 128 at head dim 128
+            with L_M = 2, L_M = 2 hidden width a multiple of 64, and the configuration's kernels
+            must compile and load on the device (checked once per configuration before its
+            first launch; if not, a one-time warning and the PyTorch path), so ``auto`` does not
+            select a configuration whose kernels exceed the device's resources.
 
     Returns:
         ``y [B, T, H, D]`` with ``y_t = M(q_t; W_t)`` after token t's update, and the new

@@ -10,8 +10,8 @@ memory each configuration needs on sm_90):
 
 - memory depth L_M ∈ {1, 2} (deeper: PyTorch path);
 - head dim D ∈ {16, 32, 64, 128};
-- chunk size N ∈ {16, 32, 64, 128}, except N = 128 with D = 128 (its backward needs more
-  shared memory than an H100 SM has);
+- chunk size N ∈ {16, 32, 64, 128}, except N = 128 with D = 128 at L_M = 2 (its backward
+  needs 288 KiB of shared memory, an H100 SM has 227 KiB);
 - L_M = 2: hidden width a multiple of 64 on the GPU (16 in the interpreter);
 - state fp32 or narrower.
 
@@ -36,9 +36,9 @@ _HAVE_TRITON = importlib.util.find_spec("triton") is not None
 MAX_DEPTH = 2
 CHUNK_SIZES = (16, 32, 64, 128)
 HEAD_DIMS = (16, 32, 64, 128)
-# (head dim, chunk) pairs whose kernels need more than the 227 KiB of shared memory of an H100
-# SM with bf16 operands (ahead-of-time compile for sm_90a, docs/kernel-notes.md).
-TOO_LARGE = {(128, 128)}
+# (depth, head dim, chunk) whose kernels need more than the 227 KiB of shared memory of an H100
+# SM with bf16 operands (ahead-of-time compile for sm_90a, docs/kernel-notes.md "Support matrix").
+TOO_LARGE = {(2, 128, 128)}
 GPU_HIDDEN_TILE = 64  # 32-column tiles hit an illegal memory access on H100 (docs, V3)
 
 _RESOURCE_CACHE: dict[tuple, str | None] = {}  # configuration key -> None (fits) or the reason
@@ -62,8 +62,9 @@ def static_reason(depth: int, D: int, chunk_size: int, hidden: int | None, on_gp
         return f"head dim {D} not in {HEAD_DIMS}"
     if chunk_size not in CHUNK_SIZES:
         return f"chunk_size {chunk_size} not in {CHUNK_SIZES}"
-    if on_gpu and (D, chunk_size) in TOO_LARGE:
-        return f"head dim {D} with chunk_size {chunk_size} needs more shared memory than a GPU SM has"
+    if on_gpu and (depth, D, chunk_size) in TOO_LARGE:
+        return (f"depth {depth}, head dim {D} with chunk_size {chunk_size} needs more shared memory "
+                f"than a GPU SM has")
     tile = GPU_HIDDEN_TILE if on_gpu else 16
     if depth == 2 and hidden % tile:
         return f"hidden width {hidden} is not a multiple of {tile}"
@@ -88,7 +89,7 @@ def unsupported_reason(q: Tensor, weights: list[Tensor] | tuple[Tensor, ...], ch
 def resource_key(q: Tensor, weights, chunk_size: int, activation: str, backward: bool) -> tuple:
     """What decides whether a configuration's kernels fit: device, depth, sizes, activation,
     operand precision, token dtype, and whether the backward kernel is needed."""
-    from .function import _launch_opts, precision  # noqa: PLC0415 - imports triton
+    from .function import _launch_opts, precision, variant  # noqa: PLC0415 - imports triton
 
     depth, D = len(weights), q.shape[-1]
     hidden = weights[0].shape[-1] if depth == 2 else D
@@ -96,7 +97,8 @@ def resource_key(q: Tensor, weights, chunk_size: int, activation: str, backward:
 
     cap = torch.cuda.get_device_capability(q.device) if q.is_cuda else None
     return (str(q.device), cap, depth, D, hidden, chunk_size, activation if depth == 2 else None,
-            precision(q.dtype), tuple(sorted(_launch_opts(D, chunk_size).items())), q.dtype, backward)
+            precision(q.dtype), tuple(sorted(_launch_opts(D, chunk_size).items())), q.dtype, backward,
+            variant())
 
 
 def resource_reason(q: Tensor, weights, chunk_size: int, activation: str = "gelu",

@@ -69,13 +69,33 @@ def _launch_opts(D: int, N: int) -> dict:
     return {"num_warps": warps, "num_stages": 1}
 
 
-def _config(depth: int, N: int, D: int, HD: int, act: str, prec: str) -> tuple[object, object, dict]:
-    """(forward kernel, backward kernel, launch keywords): the one place that fixes how a
-    configuration is compiled, shared by the launches and by :func:`probe`."""
+VARIANTS = ("v4", "v2", "v5")  # kernel versions (docs/kernel-notes.md); TITANS_TRITON_KERNELS picks one
+
+
+def variant() -> str:
+    """Kernel version of the L_M = 2 backward (docs/kernel-notes.md): ``v4`` (default: smaller
+    live set), ``v2`` (the first one) or ``v5`` (main pass split in two); environment
+    ``TITANS_TRITON_KERNELS``. All compute the same outputs."""
+    v = os.environ.get("TITANS_TRITON_KERNELS", "v4")
+    if v not in VARIANTS:
+        raise ValueError(f"TITANS_TRITON_KERNELS must be one of {VARIANTS}, got {v!r}")
+    return v
+
+
+def _config(depth: int, N: int, D: int, HD: int, act: str, prec: str
+            ) -> tuple[object, object, dict, list[tuple[int, ...]]]:
+    """(forward kernel, backward kernel, launch keywords, per-program shapes of the backward's
+    fp32 scratch buffers): the one place that fixes how a configuration is compiled, shared by
+    the launches and by :func:`probe`."""
     kw = {"N": N, "D": D, "PREC": prec} | _launch_opts(D, N)
     if depth == 1:
-        return K.fwd1_kernel, K.bwd1_kernel, kw
-    return K.fwd2_kernel, K.bwd2_kernel, kw | {"HD": HD, "BH": hidden_tile(HD), "ACT": _ACT[act]}
+        return K.fwd1_kernel, K.bwd1_kernel, kw, []
+    kw |= {"HD": HD, "BH": hidden_tile(HD), "ACT": _ACT[act]}
+    if variant() == "v2":
+        return K.fwd2_kernel, K.bwd2_kernel, kw, [(N, HD), (N, HD)]
+    if variant() == "v5":
+        return K.fwd2_kernel, K.bwd2s_kernel, kw, [(N, HD), (N, HD), (2, N, N), (N, HD)]
+    return K.fwd2_kernel, K.bwd2r_kernel, kw, [(N, HD), (N, HD), (2, N, N)]
 
 
 def probe(depth: int, N: int, D: int, HD: int, act: str, prec: str, tok_dtype: torch.dtype,
@@ -86,13 +106,13 @@ def probe(depth: int, N: int, D: int, HD: int, act: str, prec: str, tok_dtype: t
 
     The argument types and integer values are those of the real launch, so the compiled kernels
     land in Triton's cache and the launch that follows reuses them (no extra compile)."""
-    fwd, bwd, kw = _config(depth, N, D, HD, act, prec)
+    fwd, bwd, kw, scratch = _config(depth, N, D, HD, act, prec)
     f32 = torch.float32
     n_state = 2 * depth
     fwd_args = [tok_dtype] * 3 + [f32] * 7 + [f32] * n_state + [NC, TP]
-    # q k v dy | A c G ends gn sn | snapshots, cotangent buffers | dq dk dv dA dc dG dends dgn dsn [| sx sz]
+    # q k v dy | A c G ends gn sn | snapshots, cotangent buffers | dq dk dv dA dc dG dends dgn dsn | scratch
     bwd_args = [tok_dtype] * 3 + [f32] * 7 + [f32] * (2 * n_state) + [f32] * 9
-    bwd_args += ([f32] * 2 if depth == 2 else []) + [NC, TP, BHN]
+    bwd_args += [f32] * len(scratch) + [NC, TP, BHN]
     todo = [("forward", fwd, fwd_args)] + ([("backward", bwd, bwd_args)] if backward else [])
     for name, kernel, args in todo:
         try:
@@ -123,7 +143,7 @@ class _MemoryFn(torch.autograd.Function):
             buf[:, 0] = t
             snaps.append(buf)
         y = torch.empty(BHN, TP, D, device=q.device, dtype=torch.float32)
-        fwd, _, kw = _config(depth, N, D, state[0].shape[-1], act, prec)
+        fwd, _, kw, _ = _config(depth, N, D, state[0].shape[-1], act, prec)
         LAST_COMPILED[f"fwd{depth}"] = fwd[(BHN,)](q, k, v, y, A, C, G, ends, gn, sn, *snaps, NC, TP, **kw)
         ctx.save_for_backward(q, k, v, A, C, G, ends, gn, sn, *snaps)
         ctx.act, ctx.depth, ctx.prec = act, depth, prec
@@ -146,10 +166,8 @@ class _MemoryFn(torch.autograd.Function):
         dG = torch.empty_like(G)
         dends = torch.zeros_like(ends)
         HD = snaps[0].shape[-1]
-        _, bwd, kw = _config(ctx.depth, N, D, HD, ctx.act, ctx.prec)
-        scratch = []
-        if ctx.depth == 2:
-            scratch = [torch.empty(BHN, N, HD, device=q.device, dtype=f32) for _ in range(2)]
+        _, bwd, kw, shapes = _config(ctx.depth, N, D, HD, ctx.act, ctx.prec)
+        scratch = [torch.empty(BHN, *shape, device=q.device, dtype=f32) for shape in shapes]
         LAST_COMPILED[f"bwd{ctx.depth}"] = bwd[(BHN,)](q, k, v, dy, A, C, G, ends, gn, sn, *snaps, *bufs,
                                                       dq, dk, dv, dA, dC, dG, dends, dgn, dsn, *scratch,
                                                       NC, TP, BHN, **kw)

@@ -434,3 +434,371 @@ def bwd2_kernel(Q, K, V, DY, AV, CV, GM, ENDS, GN, SN, W1, S1, W2, S2, DW1, DS1,
         tl.store(DGN + g * N + rn, dgn)
         tl.store(DSN + g * N + rn, dsn)
         tl.debug_barrier()
+
+
+@triton.jit
+def bwd2r_kernel(Q, K, V, DY, AV, CV, GM, ENDS, GN, SN, W1, S1, W2, S2, DW1, DS1, DW2, DS2,
+                 DQ, DK, DV, DAV, DCV, DGM, DENDS, DGN, DSN, SX, SZ, SG, NC, TP, BHN,
+                 N: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, BH: tl.constexpr,
+                 ACT: tl.constexpr, PREC: tl.constexpr):
+    """``bwd2_kernel`` with a smaller live set (V4): the token tiles (q, k, dy) and the N×N
+    matrices M0 = G⊙qkᵀ and dP1 are re-read inside the hidden-tile loop (L1/L2) instead of being
+    held in registers across it, the gate-scaled tiles (A⊙dy, g⊙d2, ...) are re-formed where
+    they are used, and the dG partial of layer 2 is parked in DGM. Same algebra, same outputs.
+    SG: ``[BHN, 2, N, N]`` fp32 scratch (M0, dP1)."""
+    pid = tl.program_id(0).to(tl.int64)
+    rn = tl.arange(0, N)
+    rd = tl.arange(0, D)
+    rj = tl.arange(0, BH)
+    nd = rn[:, None] * D + rd[None, :]
+    nn = rn[:, None] * N + rn[None, :]
+    dj = rd[:, None] * HD + rj[None, :]
+    jd = rj[:, None] * D + rd[None, :]
+    nj = rn[:, None] * HD + rj[None, :]
+    DH = D * HD
+    scratch = pid * N * HD
+    sg = pid * 2 * N * N
+    for i in range(NC):
+        c = NC - 1 - i
+        d_in = ((c + 1) % 2 * BHN + pid) * DH
+        d_out = ((c % 2) * BHN + pid) * DH
+        tok = pid * TP * D + c * N * D
+        g = pid * NC + c
+        a = tl.load(AV + g * N + rn)
+        cc = tl.load(CV + g * N + rn)
+        a_n = tl.load(ENDS + g * 4)
+        c_n = tl.load(ENDS + g * 4 + 1)
+        e_n = tl.load(ENDS + g * 4 + 2)
+        gn = tl.load(GN + g * N + rn)
+        sn = tl.load(SN + g * N + rn)
+        s_in = (pid * (NC + 1) + c) * DH
+        # Pass 1: recompute the keys forward, the layer-2 residual and the query pass's reductions.
+        k = tl.load(K + tok + nd).to(tl.float32)
+        z1 = tl.zeros([N, D], dtype=tl.float32)
+        for j0 in range(0, HD, BH):
+            x1 = _act(_dot(k, tl.load(W1 + s_in + j0 + dj), PREC), ACT)
+            z1 += _dot(x1, tl.load(W2 + s_in + j0 * D + jd), PREC)
+        d2 = z1 - tl.load(V + tok + nd).to(tl.float32)
+        q = tl.load(Q + tok + nd).to(tl.float32)
+        m0 = tl.load(GM + g * N * N + nn) * _dot(q, tl.trans(k), PREC)
+        tl.store(SG + sg + nn, m0)
+        p1 = tl.zeros([N, N], dtype=tl.float32)
+        hw2 = tl.zeros([N, D], dtype=tl.float32)
+        hs2 = tl.zeros([N, D], dtype=tl.float32)
+        xdw2 = tl.zeros([N, D], dtype=tl.float32)
+        xds2 = tl.zeros([N, D], dtype=tl.float32)
+        for j0 in range(0, HD, BH):
+            w1 = tl.load(W1 + s_in + j0 + dj)
+            z0 = _dot(k, w1, PREC)
+            x1 = _act(z0, ACT)
+            d1 = _dot(d2, tl.trans(tl.load(W2 + s_in + j0 * D + jd)), PREC) * _act_d(z0, ACT)
+            o0 = (a[:, None] * _dot(q, w1, PREC) + cc[:, None] * _dot(q, tl.load(S1 + s_in + j0 + dj), PREC)
+                  - _dot(m0, d1, PREC))
+            h1 = _act(o0, ACT)
+            p1 += _dot(h1, tl.trans(x1), PREC)
+            hw2 += _dot(h1, tl.load(W2 + s_in + j0 * D + jd), PREC)
+            hs2 += _dot(h1, tl.load(S2 + s_in + j0 * D + jd), PREC)
+            xdw2 += _dot(x1, tl.load(DW2 + d_in + j0 * D + jd), PREC)
+            xds2 += _dot(x1, tl.load(DS2 + d_in + j0 * D + jd), PREC)
+        # Layer 2 of the query pass and of the end state.
+        dy = tl.load(DY + tok + nd)
+        da = tl.sum(dy * hw2, 1)
+        dc = tl.sum(dy * hs2, 1)
+        gm = tl.load(GM + g * N * N + nn)
+        dm1 = -_dot(dy, tl.trans(d2), PREC)
+        tl.store(DGM + g * N * N + nn, dm1 * p1)
+        tl.store(SG + sg + N * N + nn, gm * dm1)
+        dd2 = -_dot(tl.trans(gm * p1), dy, PREC) - gn[:, None] * xdw2 - sn[:, None] * xds2
+        dgn = -tl.sum(d2 * xdw2, 1)
+        dsn = -tl.sum(d2 * xds2, 1)
+        dq = tl.zeros([N, D], dtype=tl.float32)
+        dk = tl.zeros([N, D], dtype=tl.float32)
+        dm0 = tl.zeros([N, N], dtype=tl.float32)
+        va = tl.zeros([D], dtype=tl.float32)
+        vc = tl.zeros([D], dtype=tl.float32)
+        ve = tl.zeros([D], dtype=tl.float32)
+        tl.debug_barrier()
+        # Pass 2: everything per hidden tile; token tiles and M0, dP1 re-read from L1/L2.
+        for j0 in range(0, HD, BH):
+            k = tl.load(K + tok + nd).to(tl.float32)
+            w1 = tl.load(W1 + s_in + j0 + dj)
+            w2 = tl.load(W2 + s_in + j0 * D + jd)
+            z0 = _dot(k, w1, PREC)
+            ad = _act_d(z0, ACT)
+            u0 = _dot(d2, tl.trans(w2), PREC)
+            d1 = u0 * ad
+            q = tl.load(Q + tok + nd).to(tl.float32)
+            s1 = tl.load(S1 + s_in + j0 + dj)
+            qw1 = _dot(q, w1, PREC)
+            qs1 = _dot(q, s1, PREC)
+            o0 = a[:, None] * qw1 + cc[:, None] * qs1 - _dot(tl.load(SG + sg + nn), d1, PREC)
+            h1 = _act(o0, ACT)
+            # Layer-2 weights: query pass and end state.
+            dy = tl.load(DY + tok + nd)
+            s2 = tl.load(S2 + s_in + j0 * D + jd)
+            dw2e = tl.load(DW2 + d_in + j0 * D + jd)
+            ds2e = tl.load(DS2 + d_in + j0 * D + jd)
+            h1t = tl.trans(h1)
+            dw2 = a_n * dw2e + _dot(h1t, a[:, None] * dy, PREC)
+            ds2 = c_n * dw2e + e_n * ds2e + _dot(h1t, cc[:, None] * dy, PREC)
+            va += tl.sum(dw2e * w2, 0)
+            vc += tl.sum(dw2e * s2, 0)
+            ve += tl.sum(ds2e * s2, 0)
+            x1 = _act(z0, ACT)
+            dp1 = tl.load(SG + sg + N * N + nn)
+            dh1 = (_dot(a[:, None] * dy, tl.trans(w2), PREC) + _dot(cc[:, None] * dy, tl.trans(s2), PREC)
+                   + _dot(dp1, x1, PREC))
+            dx1 = (_dot(tl.trans(dp1), h1, PREC) - _dot(gn[:, None] * d2, tl.trans(dw2e), PREC)
+                   - _dot(sn[:, None] * d2, tl.trans(ds2e), PREC))
+            tl.store(SX + scratch + j0 + nj, dx1)
+            do0 = dh1 * _act_d(o0, ACT)
+            # Layer 1 of the query pass.
+            da += tl.sum(do0 * qw1, 1)
+            dc += tl.sum(do0 * qs1, 1)
+            ado0 = a[:, None] * do0
+            cdo0 = cc[:, None] * do0
+            dw1e = tl.load(DW1 + d_in + j0 + dj)
+            ds1e = tl.load(DS1 + d_in + j0 + dj)
+            qt = tl.trans(q)
+            tl.store(DW1 + d_out + j0 + dj, a_n * dw1e + _dot(qt, ado0, PREC))
+            tl.store(DS1 + d_out + j0 + dj, c_n * dw1e + e_n * ds1e + _dot(qt, cdo0, PREC))
+            va += tl.sum(dw1e * w1, 1)
+            vc += tl.sum(dw1e * s1, 1)
+            ve += tl.sum(ds1e * s1, 1)
+            dq += _dot(ado0, tl.trans(w1), PREC) + _dot(cdo0, tl.trans(s1), PREC)
+            dm0 -= _dot(do0, tl.trans(d1), PREC)
+            # Layer-1 end state.
+            kdw1 = _dot(k, dw1e, PREC)
+            kds1 = _dot(k, ds1e, PREC)
+            dd1 = (-_dot(tl.trans(tl.load(SG + sg + nn)), do0, PREC) - gn[:, None] * kdw1
+                   - sn[:, None] * kds1)
+            dgn -= tl.sum(d1 * kdw1, 1)
+            dsn -= tl.sum(d1 * kds1, 1)
+            dk -= (_dot(gn[:, None] * d1, tl.trans(dw1e), PREC)
+                   + _dot(sn[:, None] * d1, tl.trans(ds1e), PREC))
+            # Delta chain: d1 = (d2 W2ᵀ) ⊙ σ'(z0).
+            du0 = dd1 * ad
+            tl.store(SZ + scratch + j0 + nj, dd1 * u0 * _act_dd(z0, ACT))
+            dd2 += _dot(du0, w2, PREC)
+            tl.store(DW2 + d_out + j0 * D + jd, dw2 + _dot(tl.trans(du0), d2, PREC))
+            tl.store(DS2 + d_out + j0 * D + jd, ds2)
+        tl.debug_barrier()
+        q = tl.load(Q + tok + nd).to(tl.float32)
+        k = tl.load(K + tok + nd).to(tl.float32)
+        gm = tl.load(GM + g * N * N + nn)
+        tl.store(DGM + g * N * N + nn, tl.load(DGM + g * N * N + nn) + dm0 * _dot(q, tl.trans(k), PREC))
+        dqk = gm * dm0
+        dq += _dot(dqk, k, PREC)
+        dk += _dot(tl.trans(dqk), q, PREC)
+        tl.store(DQ + tok + nd, dq)
+        # Pass 3, keys forward: d2 = σ(k W1) W2 - v.
+        kt = tl.trans(k)
+        for j0 in range(0, HD, BH):
+            w1 = tl.load(W1 + s_in + j0 + dj)
+            w2 = tl.load(W2 + s_in + j0 * D + jd)
+            z0 = _dot(k, w1, PREC)
+            x1 = _act(z0, ACT)
+            dx1 = tl.load(SX + scratch + j0 + nj) + _dot(dd2, tl.trans(w2), PREC)
+            dz0 = tl.load(SZ + scratch + j0 + nj) + dx1 * _act_d(z0, ACT)
+            dk += _dot(dz0, tl.trans(w1), PREC)
+            dw2 = tl.load(DW2 + d_out + j0 * D + jd) + _dot(tl.trans(x1), dd2, PREC)
+            dw1 = tl.load(DW1 + d_out + j0 + dj) + _dot(kt, dz0, PREC)
+            tl.store(DW2 + d_out + j0 * D + jd, dw2)
+            tl.store(DW1 + d_out + j0 + dj, dw1)
+        tl.store(DK + tok + nd, dk)
+        tl.store(DV + tok + nd, -dd2)
+        tl.store(DAV + g * N + rn, da)
+        tl.store(DCV + g * N + rn, dc)
+        tl.store(DENDS + g * 4, tl.sum(va, 0))
+        tl.store(DENDS + g * 4 + 1, tl.sum(vc, 0))
+        tl.store(DENDS + g * 4 + 2, tl.sum(ve, 0))
+        tl.store(DGN + g * N + rn, dgn)
+        tl.store(DSN + g * N + rn, dsn)
+        tl.debug_barrier()
+
+
+@triton.jit
+def bwd2s_kernel(Q, K, V, DY, AV, CV, GM, ENDS, GN, SN, W1, S1, W2, S2, DW1, DS1, DW2, DS2,
+                 DQ, DK, DV, DAV, DCV, DGM, DENDS, DGN, DSN, SX, SZ, SG, SD, NC, TP, BHN,
+                 N: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, BH: tl.constexpr,
+                 ACT: tl.constexpr, PREC: tl.constexpr):
+    """``bwd2r_kernel`` with its main pass split in two passes over the hidden tiles (V5): 2a
+    (layer 2 of the query pass and of the end state, up to the query pass's layer-1 cotangent
+    do0, parked in SD ``[BHN, N, HD]``) and 2b (layer 1 and the delta chain), each with about
+    half the live tiles; z0, u0 and the query pass are recomputed in 2b (+2 products per tile)."""
+    pid = tl.program_id(0).to(tl.int64)
+    rn = tl.arange(0, N)
+    rd = tl.arange(0, D)
+    rj = tl.arange(0, BH)
+    nd = rn[:, None] * D + rd[None, :]
+    nn = rn[:, None] * N + rn[None, :]
+    dj = rd[:, None] * HD + rj[None, :]
+    jd = rj[:, None] * D + rd[None, :]
+    nj = rn[:, None] * HD + rj[None, :]
+    DH = D * HD
+    scratch = pid * N * HD
+    sg = pid * 2 * N * N
+    for i in range(NC):
+        c = NC - 1 - i
+        d_in = ((c + 1) % 2 * BHN + pid) * DH
+        d_out = ((c % 2) * BHN + pid) * DH
+        tok = pid * TP * D + c * N * D
+        g = pid * NC + c
+        a = tl.load(AV + g * N + rn)
+        cc = tl.load(CV + g * N + rn)
+        a_n = tl.load(ENDS + g * 4)
+        c_n = tl.load(ENDS + g * 4 + 1)
+        e_n = tl.load(ENDS + g * 4 + 2)
+        gn = tl.load(GN + g * N + rn)
+        sn = tl.load(SN + g * N + rn)
+        s_in = (pid * (NC + 1) + c) * DH
+        # Pass 1: recompute the keys forward, the layer-2 residual and the query pass's reductions.
+        k = tl.load(K + tok + nd).to(tl.float32)
+        z1 = tl.zeros([N, D], dtype=tl.float32)
+        for j0 in range(0, HD, BH):
+            x1 = _act(_dot(k, tl.load(W1 + s_in + j0 + dj), PREC), ACT)
+            z1 += _dot(x1, tl.load(W2 + s_in + j0 * D + jd), PREC)
+        d2 = z1 - tl.load(V + tok + nd).to(tl.float32)
+        q = tl.load(Q + tok + nd).to(tl.float32)
+        m0 = tl.load(GM + g * N * N + nn) * _dot(q, tl.trans(k), PREC)
+        tl.store(SG + sg + nn, m0)
+        p1 = tl.zeros([N, N], dtype=tl.float32)
+        hw2 = tl.zeros([N, D], dtype=tl.float32)
+        hs2 = tl.zeros([N, D], dtype=tl.float32)
+        xdw2 = tl.zeros([N, D], dtype=tl.float32)
+        xds2 = tl.zeros([N, D], dtype=tl.float32)
+        for j0 in range(0, HD, BH):
+            w1 = tl.load(W1 + s_in + j0 + dj)
+            z0 = _dot(k, w1, PREC)
+            x1 = _act(z0, ACT)
+            d1 = _dot(d2, tl.trans(tl.load(W2 + s_in + j0 * D + jd)), PREC) * _act_d(z0, ACT)
+            o0 = (a[:, None] * _dot(q, w1, PREC) + cc[:, None] * _dot(q, tl.load(S1 + s_in + j0 + dj), PREC)
+                  - _dot(m0, d1, PREC))
+            h1 = _act(o0, ACT)
+            p1 += _dot(h1, tl.trans(x1), PREC)
+            hw2 += _dot(h1, tl.load(W2 + s_in + j0 * D + jd), PREC)
+            hs2 += _dot(h1, tl.load(S2 + s_in + j0 * D + jd), PREC)
+            xdw2 += _dot(x1, tl.load(DW2 + d_in + j0 * D + jd), PREC)
+            xds2 += _dot(x1, tl.load(DS2 + d_in + j0 * D + jd), PREC)
+        # Layer 2 of the query pass and of the end state.
+        dy = tl.load(DY + tok + nd)
+        da = tl.sum(dy * hw2, 1)
+        dc = tl.sum(dy * hs2, 1)
+        gm = tl.load(GM + g * N * N + nn)
+        dm1 = -_dot(dy, tl.trans(d2), PREC)
+        tl.store(DGM + g * N * N + nn, dm1 * p1)
+        tl.store(SG + sg + N * N + nn, gm * dm1)
+        dd2 = -_dot(tl.trans(gm * p1), dy, PREC) - gn[:, None] * xdw2 - sn[:, None] * xds2
+        dgn = -tl.sum(d2 * xdw2, 1)
+        dsn = -tl.sum(d2 * xds2, 1)
+        dq = tl.zeros([N, D], dtype=tl.float32)
+        dk = tl.zeros([N, D], dtype=tl.float32)
+        dm0 = tl.zeros([N, N], dtype=tl.float32)
+        va = tl.zeros([D], dtype=tl.float32)
+        vc = tl.zeros([D], dtype=tl.float32)
+        ve = tl.zeros([D], dtype=tl.float32)
+        tl.debug_barrier()
+        # Pass 2a: layer 2 (query pass and end state) and the layer-1 cotangent of the query pass.
+        for j0 in range(0, HD, BH):
+            k = tl.load(K + tok + nd).to(tl.float32)
+            w1 = tl.load(W1 + s_in + j0 + dj)
+            w2 = tl.load(W2 + s_in + j0 * D + jd)
+            z0 = _dot(k, w1, PREC)
+            d1 = _dot(d2, tl.trans(w2), PREC) * _act_d(z0, ACT)
+            q = tl.load(Q + tok + nd).to(tl.float32)
+            s1 = tl.load(S1 + s_in + j0 + dj)
+            qw1 = _dot(q, w1, PREC)
+            qs1 = _dot(q, s1, PREC)
+            o0 = a[:, None] * qw1 + cc[:, None] * qs1 - _dot(tl.load(SG + sg + nn), d1, PREC)
+            h1 = _act(o0, ACT)
+            dy = tl.load(DY + tok + nd)
+            s2 = tl.load(S2 + s_in + j0 * D + jd)
+            dw2e = tl.load(DW2 + d_in + j0 * D + jd)
+            ds2e = tl.load(DS2 + d_in + j0 * D + jd)
+            h1t = tl.trans(h1)
+            tl.store(DW2 + d_out + j0 * D + jd, a_n * dw2e + _dot(h1t, a[:, None] * dy, PREC))
+            tl.store(DS2 + d_out + j0 * D + jd, c_n * dw2e + e_n * ds2e + _dot(h1t, cc[:, None] * dy, PREC))
+            va += tl.sum(dw2e * w2, 0)
+            vc += tl.sum(dw2e * s2, 0)
+            ve += tl.sum(ds2e * s2, 0)
+            x1 = _act(z0, ACT)
+            dp1 = tl.load(SG + sg + N * N + nn)
+            dh1 = (_dot(a[:, None] * dy, tl.trans(w2), PREC) + _dot(cc[:, None] * dy, tl.trans(s2), PREC)
+                   + _dot(dp1, x1, PREC))
+            dx1 = (_dot(tl.trans(dp1), h1, PREC) - _dot(gn[:, None] * d2, tl.trans(dw2e), PREC)
+                   - _dot(sn[:, None] * d2, tl.trans(ds2e), PREC))
+            tl.store(SX + scratch + j0 + nj, dx1)
+            do0 = dh1 * _act_d(o0, ACT)
+            da += tl.sum(do0 * qw1, 1)
+            dc += tl.sum(do0 * qs1, 1)
+            tl.store(SD + scratch + j0 + nj, do0)
+        tl.debug_barrier()
+        # Pass 2b: layer 1 of the query pass and of the end state, and the delta chain.
+        for j0 in range(0, HD, BH):
+            k = tl.load(K + tok + nd).to(tl.float32)
+            w1 = tl.load(W1 + s_in + j0 + dj)
+            w2 = tl.load(W2 + s_in + j0 * D + jd)
+            z0 = _dot(k, w1, PREC)
+            ad = _act_d(z0, ACT)
+            u0 = _dot(d2, tl.trans(w2), PREC)
+            d1 = u0 * ad
+            do0 = tl.load(SD + scratch + j0 + nj)
+            ado0 = a[:, None] * do0
+            cdo0 = cc[:, None] * do0
+            s1 = tl.load(S1 + s_in + j0 + dj)
+            dw1e = tl.load(DW1 + d_in + j0 + dj)
+            ds1e = tl.load(DS1 + d_in + j0 + dj)
+            qt = tl.trans(tl.load(Q + tok + nd).to(tl.float32))
+            tl.store(DW1 + d_out + j0 + dj, a_n * dw1e + _dot(qt, ado0, PREC))
+            tl.store(DS1 + d_out + j0 + dj, c_n * dw1e + e_n * ds1e + _dot(qt, cdo0, PREC))
+            va += tl.sum(dw1e * w1, 1)
+            vc += tl.sum(dw1e * s1, 1)
+            ve += tl.sum(ds1e * s1, 1)
+            dq += _dot(ado0, tl.trans(w1), PREC) + _dot(cdo0, tl.trans(s1), PREC)
+            dm0 -= _dot(do0, tl.trans(d1), PREC)
+            kdw1 = _dot(k, dw1e, PREC)
+            kds1 = _dot(k, ds1e, PREC)
+            dd1 = (-_dot(tl.trans(tl.load(SG + sg + nn)), do0, PREC) - gn[:, None] * kdw1
+                   - sn[:, None] * kds1)
+            dgn -= tl.sum(d1 * kdw1, 1)
+            dsn -= tl.sum(d1 * kds1, 1)
+            dk -= (_dot(gn[:, None] * d1, tl.trans(dw1e), PREC)
+                   + _dot(sn[:, None] * d1, tl.trans(ds1e), PREC))
+            du0 = dd1 * ad
+            tl.store(SZ + scratch + j0 + nj, dd1 * u0 * _act_dd(z0, ACT))
+            dd2 += _dot(du0, w2, PREC)
+            dw2 = tl.load(DW2 + d_out + j0 * D + jd) + _dot(tl.trans(du0), d2, PREC)
+            tl.store(DW2 + d_out + j0 * D + jd, dw2)
+        tl.debug_barrier()
+        q = tl.load(Q + tok + nd).to(tl.float32)
+        k = tl.load(K + tok + nd).to(tl.float32)
+        gm = tl.load(GM + g * N * N + nn)
+        tl.store(DGM + g * N * N + nn, tl.load(DGM + g * N * N + nn) + dm0 * _dot(q, tl.trans(k), PREC))
+        dqk = gm * dm0
+        dq += _dot(dqk, k, PREC)
+        dk += _dot(tl.trans(dqk), q, PREC)
+        tl.store(DQ + tok + nd, dq)
+        # Pass 3, keys forward: d2 = σ(k W1) W2 - v.
+        kt = tl.trans(k)
+        for j0 in range(0, HD, BH):
+            w1 = tl.load(W1 + s_in + j0 + dj)
+            w2 = tl.load(W2 + s_in + j0 * D + jd)
+            z0 = _dot(k, w1, PREC)
+            x1 = _act(z0, ACT)
+            dx1 = tl.load(SX + scratch + j0 + nj) + _dot(dd2, tl.trans(w2), PREC)
+            dz0 = tl.load(SZ + scratch + j0 + nj) + dx1 * _act_d(z0, ACT)
+            dk += _dot(dz0, tl.trans(w1), PREC)
+            dw2 = tl.load(DW2 + d_out + j0 * D + jd) + _dot(tl.trans(x1), dd2, PREC)
+            dw1 = tl.load(DW1 + d_out + j0 + dj) + _dot(kt, dz0, PREC)
+            tl.store(DW2 + d_out + j0 * D + jd, dw2)
+            tl.store(DW1 + d_out + j0 + dj, dw1)
+        tl.store(DK + tok + nd, dk)
+        tl.store(DV + tok + nd, -dd2)
+        tl.store(DAV + g * N + rn, da)
+        tl.store(DCV + g * N + rn, dc)
+        tl.store(DENDS + g * 4, tl.sum(va, 0))
+        tl.store(DENDS + g * 4 + 1, tl.sum(vc, 0))
+        tl.store(DENDS + g * 4 + 2, tl.sum(ve, 0))
+        tl.store(DGN + g * N + rn, dgn)
+        tl.store(DSN + g * N + rn, dsn)
+        tl.debug_barrier()
