@@ -12,6 +12,6 @@ mkdir -p "$(dirname "$log")"
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
   xdist=""
   python3 -c "import xdist" 2>/dev/null && xdist="-n 8"
-  PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} python3 -m pytest -m gpu -rA -p no:cacheprovider --import-mode=importlib $xdist tests
+  PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} python3 -m pytest -m gpu -v -rA -p no:cacheprovider --import-mode=importlib $xdist tests
 } 2>&1 | tee "$log"
 exit "${PIPESTATUS[0]}"
