@@ -33,6 +33,9 @@ def _worker(rank: int, world: int, port: int, out_dir: str, parallel: str, resul
     val = trainer.evaluate().loss
     if rank == 0:
         results.put((losses, val))
+    # Both ranks leave the group together: a rank that exits while the other still talks to it
+    # makes gloo abort the process ("terminate called without an active exception").
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
 
