@@ -17,8 +17,10 @@ import argparse
 import gzip
 import json
 import math
+import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +36,11 @@ PAD = TOK.eos_id
 
 
 def model_config(name: str, args: argparse.Namespace):
+    memory = {"chunk_size": args.chunk, "expansion": args.expansion}
+    if args.theta_max is not None:
+        memory["theta_max"] = args.theta_max
     common = dict(vocab_size=256, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads,
-                  attn_backend="sdpa", memory={"chunk_size": args.chunk})
+                  attn_backend="sdpa", memory=memory)
     if name == "mac":
         return get_config("tiny-mac", segment_len=args.segment, n_persistent=16, n_retrieve=16, **common)
     if name == "lmm":
@@ -66,7 +71,19 @@ def niah_example(gen: NIAHGenerator, rng: random.Random, length: int, index: int
     return s.input_ids + ans, len(s.input_ids)
 
 
-def train(model, args, lm: np.ndarray, gen: NIAHGenerator, device) -> dict:
+def niah_examples(gen: NIAHGenerator, args: argparse.Namespace) -> Callable:
+    """``make(rng, index) -> (ids, answer start)``: S-NIAH training samples of random variant,
+    depth and length in [min-train-len, train-len]."""
+    def make(rng: random.Random, index: int):
+        length = rng.randint(min(args.train_len, args.min_train_len), args.train_len)
+        return niah_example(gen, rng, length, index, args.variants)
+    return make
+
+
+def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
+    """Train on batches of ``round(batch * niah_fraction)`` task samples from ``make_example``
+    (loss on the answer; ``context_loss`` weights an LM loss on their prompt tokens) and LM text.
+    Stops at ``args.steps`` or ``args.max_seconds``, whichever comes first."""
     rng = random.Random(args.seed)
     nprng = np.random.default_rng(args.seed)
     T = args.train_len + 48
@@ -84,28 +101,32 @@ def train(model, args, lm: np.ndarray, gen: NIAHGenerator, device) -> dict:
         ids = torch.full((args.batch, T), PAD, dtype=torch.long)
         tgt = torch.full((args.batch, T), -100, dtype=torch.long)
         is_niah = torch.zeros(args.batch, T, dtype=torch.bool)
+        is_answer = torch.zeros(args.batch, T, dtype=torch.bool)
         for b in range(args.batch):
             if b < n_niah:
-                length = rng.randint(min(args.train_len, 512), args.train_len)
-                seq, a = niah_example(gen, rng, length, counter, args.variants)
+                seq, a = make_example(rng, counter)
                 counter += 1
                 seq = torch.tensor(seq)
                 ids[b, :len(seq)] = seq
-                tgt[b, a - 1:len(seq) - 1] = seq[a:]
+                tgt[b, :len(seq) - 1] = seq[1:]
+                is_answer[b, a - 1:len(seq) - 1] = True
                 is_niah[b] = True
             else:
                 o = int(nprng.integers(0, len(lm) - T - 1))
                 chunk = torch.from_numpy(lm[o:o + T + 1].astype(np.int64))
                 ids[b], tgt[b] = chunk[:-1], chunk[1:]
-        ids, tgt, is_niah = ids.to(device), tgt.to(device), is_niah.to(device)
+        ids, tgt = ids.to(device), tgt.to(device)
+        is_niah, is_answer = is_niah.to(device), is_answer.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(ids).logits.float()
         ce = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100, reduction="none")
         ce = ce.view_as(tgt)
         valid = tgt != -100
         lm_loss = ce[valid & ~is_niah].mean() if (valid & ~is_niah).any() else ce.new_zeros(())
-        niah_loss = ce[valid & is_niah].mean()
-        loss = lm_loss + niah_loss
+        ctx = valid & is_niah & ~is_answer
+        ctx_loss = ce[ctx].mean() if ctx.any() else ce.new_zeros(())
+        niah_loss = ce[is_answer].mean()
+        loss = lm_loss + niah_loss + args.context_loss * ctx_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -113,14 +134,16 @@ def train(model, args, lm: np.ndarray, gen: NIAHGenerator, device) -> dict:
         step += 1
         if step % 10 == 0 or step == 1:
             log.append({"step": step, "lm_loss": lm_loss.item(), "niah_loss": niah_loss.item(),
-                        "seconds": time.time() - start})
+                        "context_loss": ctx_loss.item(), "seconds": time.time() - start})
             print(f"  step {step} lm {lm_loss.item():.3f} niah {niah_loss.item():.3f} "
-                  f"({time.time() - start:.0f}s)", flush=True)
+                  f"ctx {ctx_loss.item():.3f} ({time.time() - start:.0f}s)", flush=True)
     return {"steps": step, "train_seconds": time.time() - start, "log": log}
 
 
 @torch.no_grad()
-def test(model, args, gen: NIAHGenerator, device) -> list[dict]:
+def test(model, args, gen: NIAHGenerator, device, deadline: float = math.inf) -> list[dict]:
+    """Every variant at every test length (shortest first); lengths past ``deadline``
+    (``time.time()``) are skipped."""
     model.eval()
     records = []
 
@@ -128,8 +151,11 @@ def test(model, args, gen: NIAHGenerator, device) -> list[dict]:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             return model(ids).logits
 
-    for variant in args.variants:
-        for length in args.test_lengths:
+    for length in args.test_lengths:
+        for variant in args.variants:
+            if time.time() > deadline:
+                print(f"  {variant:8s} {length:>6d}: skipped (deadline)", flush=True)
+                continue
             samples = list(gen.sweep(variant, [length], depth_grid(args.depths), args.samples))
             scores = teacher_forced_exact_match(logits_fn, samples, TOK.encode, PAD, args.eval_batch, device)
             records += [{"variant": variant, "length": length, "depth": s.depth, "index": s.index,
@@ -146,8 +172,15 @@ def main() -> None:
     p.add_argument("--n-layers", type=int, default=2)
     p.add_argument("--n-heads", type=int, default=4)
     p.add_argument("--chunk", type=int, default=64)
+    p.add_argument("--expansion", type=float, default=4.0, help="memory MLP hidden = expansion × head_dim")
+    p.add_argument("--theta-max", type=float, default=None, help="memory inner learning-rate bound "
+                   "(default: the library's)")
     p.add_argument("--segment", type=int, default=256, help="MAC segment = sliding window of swa")
     p.add_argument("--train-len", type=int, default=1024)
+    p.add_argument("--min-train-len", type=int, default=512, help="S-NIAH training lengths are "
+                   "drawn uniformly from [min-train-len, train-len]")
+    p.add_argument("--context-loss", type=float, default=0.0,
+                   help="weight of the LM loss on the S-NIAH prompt tokens (0 = answer-only loss)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--niah-fraction", type=float, default=0.75)
     p.add_argument("--steps", type=int, default=300)
@@ -162,8 +195,12 @@ def main() -> None:
     p.add_argument("--lm-data", default="../shared/data/gutenberg/train-00.jsonl.gz")
     p.add_argument("--lm-bytes", type=int, default=20_000_000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--deadline", type=float, default=math.inf,
+                   help="seconds after start past which no model starts training and no test length "
+                        "starts (the results written so far are kept)")
     p.add_argument("--out", default="experiments/niah/results")
     args = p.parse_args()
+    deadline = time.time() + args.deadline
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -173,15 +210,19 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"args": vars(args), "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+               "memory_backend_env": os.environ.get("TITANS_NEURAL_MEMORY_BACKEND", "auto"),
                "models": {}}
     for name in args.models:
+        if time.time() > deadline:
+            print(f"{name}: skipped (deadline)", flush=True)
+            continue
         torch.manual_seed(args.seed)
         cfg = model_config(name, args)
         model = TitansLM(cfg).to(device)
         print(f"{name}: {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
-        tr = train(model, args, lm, train_gen, device)
+        tr = train(model, args, lm, niah_examples(train_gen, args), device)
         t0 = time.time()
-        records = test(model, args, test_gen, device)
+        records = test(model, args, test_gen, device, deadline)
         acc = {}
         for r in records:
             acc.setdefault(f"{r['variant']}@{r['length']}", []).append(r["score"])

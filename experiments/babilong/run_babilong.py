@@ -1,0 +1,145 @@
+"""BABILong-style bAbI qa1–qa5 in the fine-tuning setting at our scale: train small models from
+scratch on a mix of LM text and bAbI stories hidden in Gutenberg text of at most ``--train-len``
+tokens, then test every task at longer lengths (the paper's Fig. 6b at our scale).
+
+Same models, optimiser, schedule, batch mix and time caps as ``experiments/niah/run_niah.py``
+(byte tokens). Training samples: task uniform over ``--tasks``, length 0 (facts only) with
+probability ``--zero-fraction``, else uniform in [story tokens, ``--train-len``]; the loss is on
+the answer " word." (plus ``--context-loss`` × the LM loss on the prompt). Test: teacher-forced
+greedy exact match of the answer word (the argmax at every answer position is the answer token —
+greedy decoding would emit the answer first), on stories of another seed.
+
+    PYTHONPATH=src python3 experiments/babilong/run_babilong.py --out experiments/babilong/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "niah"))
+from run_niah import PAD, TOK, lm_tokens, model_config, train  # noqa: E402
+
+from titans.evaluation.babilong import TASKS, BabilongGenerator  # noqa: E402
+from titans.evaluation.niah import teacher_forced_exact_match  # noqa: E402
+from titans.models import TitansLM  # noqa: E402
+
+
+def babilong_examples(gen: BabilongGenerator, args: argparse.Namespace):
+    """``make(rng, index) -> (ids, answer start)``: a training story hidden in background text."""
+    def make(rng: random.Random, index: int):
+        task = rng.choice(args.tasks)
+        length = 0 if rng.random() < args.zero_fraction else rng.randint(1, args.train_len)
+        try:
+            s = gen.sample(task, length, index)
+        except ValueError:  # the story alone is longer than the drawn length
+            s = gen.sample(task, 0, index)
+        ans = TOK.encode(" " + s.answer + ".")
+        return s.input_ids + ans, len(s.input_ids)
+    return make
+
+
+@torch.no_grad()
+def test(model, args, gen: BabilongGenerator, device, deadline: float = math.inf) -> list[dict]:
+    """Every task at every test length (shortest first); lengths past ``deadline`` are skipped."""
+    model.eval()
+    records = []
+
+    def logits_fn(ids):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            return model(ids).logits
+
+    for length in args.test_lengths:
+        for task in args.tasks:
+            if time.time() > deadline:
+                print(f"  {task} {length:>6d}: skipped (deadline)", flush=True)
+                continue
+            samples = list(gen.sweep([task], [length], args.samples))
+            scores = teacher_forced_exact_match(logits_fn, samples, TOK.encode, PAD, args.eval_batch, device)
+            records += [{"task": task, "length": length, "index": s.index, "answer": s.answer, "score": sc}
+                        for s, sc in zip(samples, scores)]
+            print(f"  {task} {length:>6d}: {100 * np.mean(scores):5.1f}%", flush=True)
+    return records
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["transformer", "swa", "mac", "lmm"])
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    p.add_argument("--d-model", type=int, default=256)
+    p.add_argument("--n-layers", type=int, default=2)
+    p.add_argument("--n-heads", type=int, default=4)
+    p.add_argument("--chunk", type=int, default=64)
+    p.add_argument("--expansion", type=float, default=4.0, help="memory MLP hidden = expansion × head_dim")
+    p.add_argument("--theta-max", type=float, default=None, help="memory inner learning-rate bound "
+                   "(default: the library's)")
+    p.add_argument("--segment", type=int, default=256, help="MAC segment = sliding window of swa")
+    p.add_argument("--train-len", type=int, default=1024)
+    p.add_argument("--zero-fraction", type=float, default=0.25,
+                   help="share of training stories without background (BABILong's 0K)")
+    p.add_argument("--context-loss", type=float, default=0.0)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--niah-fraction", type=float, default=0.75, help="share of bAbI samples per batch")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--max-seconds", type=float, default=60.0, help="per-model training time cap")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--test-lengths", nargs="+", type=int, default=[0, 1024, 2048, 4096, 8192, 16384])
+    p.add_argument("--samples", type=int, default=20, help="test stories per (task, length)")
+    p.add_argument("--eval-batch", type=int, default=10)
+    p.add_argument("--haystack", default="../shared/data/gutenberg/test.jsonl.gz")
+    p.add_argument("--lm-data", default="../shared/data/gutenberg/train-00.jsonl.gz")
+    p.add_argument("--lm-bytes", type=int, default=20_000_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--deadline", type=float, default=math.inf,
+                   help="seconds after start past which no model starts training and no test length "
+                        "starts (the results written so far are kept)")
+    p.add_argument("--out", default="experiments/babilong/results")
+    args = p.parse_args()
+    deadline = time.time() + args.deadline
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    lm = lm_tokens(args.lm_data, args.lm_bytes)
+    train_gen = BabilongGenerator(TOK.encode, seed=1000 + args.seed, haystack_path=args.haystack)
+    test_gen = BabilongGenerator(TOK.encode, seed=4321, haystack_path=args.haystack)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"args": vars(args), "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+               "memory_backend_env": os.environ.get("TITANS_NEURAL_MEMORY_BACKEND", "auto"),
+               "models": {}}
+    for name in args.models:
+        if time.time() > deadline:
+            print(f"{name}: skipped (deadline)", flush=True)
+            continue
+        torch.manual_seed(args.seed)
+        cfg = model_config(name, args)
+        model = TitansLM(cfg).to(device)
+        print(f"{name}: {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
+        tr = train(model, args, lm, babilong_examples(train_gen, args), device)
+        t0 = time.time()
+        records = test(model, args, test_gen, device, deadline)
+        acc = {}
+        for r in records:
+            acc.setdefault(f"{r['task']}@{r['length']}", []).append(r["score"])
+        summary["models"][name] = {"config": cfg.to_dict(), "params": model.num_parameters(), **tr,
+                                   "test_seconds": time.time() - t0,
+                                   "accuracy": {k: 100 * float(np.mean(v)) for k, v in acc.items()},
+                                   "records": records}
+        (out / "babilong_results.json").write_text(json.dumps(summary, indent=1) + "\n")
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
