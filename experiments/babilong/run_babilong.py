@@ -89,6 +89,9 @@ def main() -> None:
     p.add_argument("--context-loss", type=float, default=0.0)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--niah-fraction", type=float, default=0.75, help="share of bAbI samples per batch")
+    p.add_argument("--copy-fraction", type=float, default=0.0,
+                   help="share of dense copy samples per batch (see run_niah.copy_example)")
+    p.add_argument("--copy-len", type=int, default=128)
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--max-seconds", type=float, default=60.0, help="per-model training time cap")
     p.add_argument("--lr", type=float, default=2e-3)

@@ -20,6 +20,7 @@ import math
 import os
 import random
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,10 +29,27 @@ import torch
 import torch.nn.functional as F
 
 from titans.data.tokenizer import ByteTokenizer
-from titans.evaluation.niah import VARIANTS, NIAHGenerator, depth_grid, teacher_forced_exact_match
+from titans.evaluation.niah import (
+    _ADJECTIVES as _ADJ,
+)
+from titans.evaluation.niah import (
+    _NOUNS as _NOUN,
+)
+from titans.evaluation.niah import (
+    NEEDLE,
+    PREFIX,
+    QUESTION,
+    VARIANTS,
+    Haystack,
+    NIAHGenerator,
+    depth_grid,
+    fill_haystack,
+    teacher_forced_exact_match,
+)
 from titans.models import TitansLM, get_config
 
 TOK = ByteTokenizer()
+_ALNUM = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 PAD = TOK.eos_id
 
 
@@ -39,6 +57,8 @@ def model_config(name: str, args: argparse.Namespace):
     memory = {"chunk_size": args.chunk, "expansion": args.expansion}
     if args.theta_max is not None:
         memory["theta_max"] = args.theta_max
+    if getattr(args, "alpha_init", None) is not None:
+        memory["alpha_init"] = args.alpha_init
     common = dict(vocab_size=256, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads,
                   attn_backend="sdpa", memory=memory)
     if name == "mac":
@@ -71,13 +91,54 @@ def niah_example(gen: NIAHGenerator, rng: random.Random, length: int, index: int
     return s.input_ids + ans, len(s.input_ids)
 
 
+def multi_needle_example(gen: NIAHGenerator, rng: random.Random, length: int, needles: int,
+                         variants) -> tuple[list[int], list[tuple[int, int]]]:
+    """(ids, answer spans) of a multi-key training sample in the S-NIAH format: ``needles``
+    needle sentences with distinct keys at random depths of one haystack, then the S-NIAH
+    question and answer for every key in random order (the loss is on every answer). It
+    supervises ``needles`` retrievals per sample instead of one; test samples stay single-needle."""
+    spec = VARIANTS[rng.choice(variants)]
+    keys = rng.sample([f"{a}-{n}" for a in _ADJ for n in _NOUN], needles)
+    values = [str(rng.randrange(1_000_000, 10_000_000)) if spec["value"] == "number"
+              else str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in keys]
+    fmt = [{"type": spec["type"], "type1": spec["type1"], "key": k, "value": v} for k, v in zip(keys, values)]
+    prefix = PREFIX.format(**fmt[0])
+    needle_text = [NEEDLE.format(**f) for f in fmt]
+    qa = [(QUESTION.format(**f), " " + f["value"] + ".") for f in fmt]
+    fixed = len(TOK.encode(prefix + " ".join(needle_text) + "".join(q + a for q, a in qa)))
+    hay = Haystack(spec["haystack"], gen.haystack_path).sentences(rng)
+    sents, _ = fill_haystack(hay, gen.count, max(0, length - fixed - needles), forbidden=("special magic",))
+    for text in needle_text:
+        sents.insert(rng.randint(0, len(sents)), text)
+    ids = TOK.encode(prefix + " ".join(sents))
+    spans = []
+    for i in rng.sample(range(needles), needles):
+        q, a = qa[i]
+        ids = ids + TOK.encode(q)
+        spans.append((len(ids), len(ids) + len(TOK.encode(a))))
+        ids = ids + TOK.encode(a)
+    return ids, spans
+
+
 def niah_examples(gen: NIAHGenerator, args: argparse.Namespace) -> Callable:
-    """``make(rng, index) -> (ids, answer start)``: S-NIAH training samples of random variant,
-    depth and length in [min-train-len, train-len]."""
+    """``make(rng, index) -> (ids, answer start or spans)``: S-NIAH training samples of random
+    variant, depth and length in [min-train-len, train-len] (multi-key ones with ``--needles``)."""
     def make(rng: random.Random, index: int):
         length = rng.randint(min(args.train_len, args.min_train_len), args.train_len)
+        if args.needles > 1:
+            return multi_needle_example(gen, rng, length, args.needles, args.variants)
         return niah_example(gen, rng, length, index, args.variants)
     return make
+
+
+def copy_example(rng: random.Random, max_len: int) -> tuple[list[int], int]:
+    """(ids, copy start) of a dense copy sample: a random alphanumeric string of random length,
+    a separator, the same string again (the loss is on the repeat). It trains the content-based
+    copy (induction) that S-NIAH needs with every repeated byte supervised (an S-NIAH sample
+    supervises only its ~9 answer bytes)."""
+    n = rng.randint(8, max(8, (max_len - 1) // 2))
+    chars = [rng.choice(_ALNUM) for _ in range(n)]
+    return chars + [ord("|")] + chars, n + 1
 
 
 def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
@@ -86,9 +147,12 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
     Stops at ``args.steps`` or ``args.max_seconds``, whichever comes first."""
     rng = random.Random(args.seed)
     nprng = np.random.default_rng(args.seed)
-    T = args.train_len + 48
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
     n_niah = int(round(args.batch * args.niah_fraction))
+    n_copy = int(round(args.batch * args.copy_fraction))
+    if n_niah + n_copy > args.batch:
+        raise ValueError(f"niah_fraction + copy_fraction must be <= 1, got {args.niah_fraction} + "
+                         f"{args.copy_fraction}")
     start, step, log = time.time(), 0, []
     counter = 0
     while step < args.steps and time.time() - start < args.max_seconds:
@@ -98,35 +162,52 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
         for g in opt.param_groups:
             g["lr"] = lr
+        task = []
+        for _ in range(n_niah):
+            task.append(make_example(rng, counter))
+            counter += 1
+        copies = [copy_example(rng, args.copy_len) for _ in range(n_copy)]
+        # Task samples may exceed the nominal length (a bAbI story alone can); the batch grows.
+        T = max([args.train_len + 48] + [len(seq) for seq, _ in task + copies])
         ids = torch.full((args.batch, T), PAD, dtype=torch.long)
         tgt = torch.full((args.batch, T), -100, dtype=torch.long)
         is_niah = torch.zeros(args.batch, T, dtype=torch.bool)
         is_answer = torch.zeros(args.batch, T, dtype=torch.bool)
+        is_copy = torch.zeros(args.batch, T, dtype=torch.bool)
         for b in range(args.batch):
             if b < n_niah:
-                seq, a = make_example(rng, counter)
-                counter += 1
+                seq, a = task[b]
                 seq = torch.tensor(seq)
                 ids[b, :len(seq)] = seq
                 tgt[b, :len(seq) - 1] = seq[1:]
-                is_answer[b, a - 1:len(seq) - 1] = True
+                # ``a``: where the answer starts, or a list of (start, end) answer spans.
+                for lo, hi in ([(a, len(seq))] if isinstance(a, int) else a):
+                    is_answer[b, lo - 1:hi - 1] = True
                 is_niah[b] = True
+            elif b < n_niah + n_copy:
+                seq, a = copies[b - n_niah]
+                seq = torch.tensor(seq)
+                ids[b, :len(seq)] = seq
+                tgt[b, a:len(seq) - 1] = seq[a + 1:]
+                is_copy[b] = True
             else:
                 o = int(nprng.integers(0, len(lm) - T - 1))
                 chunk = torch.from_numpy(lm[o:o + T + 1].astype(np.int64))
                 ids[b], tgt[b] = chunk[:-1], chunk[1:]
         ids, tgt = ids.to(device), tgt.to(device)
-        is_niah, is_answer = is_niah.to(device), is_answer.to(device)
+        is_niah, is_answer, is_copy = is_niah.to(device), is_answer.to(device), is_copy.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(ids).logits.float()
         ce = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100, reduction="none")
         ce = ce.view_as(tgt)
         valid = tgt != -100
-        lm_loss = ce[valid & ~is_niah].mean() if (valid & ~is_niah).any() else ce.new_zeros(())
+        lm_mask = valid & ~is_niah & ~is_copy
+        lm_loss = ce[lm_mask].mean() if lm_mask.any() else ce.new_zeros(())
+        copy_loss = ce[valid & is_copy].mean() if (valid & is_copy).any() else ce.new_zeros(())
         ctx = valid & is_niah & ~is_answer
         ctx_loss = ce[ctx].mean() if ctx.any() else ce.new_zeros(())
         niah_loss = ce[is_answer].mean()
-        loss = lm_loss + niah_loss + args.context_loss * ctx_loss
+        loss = lm_loss + niah_loss + args.context_loss * ctx_loss + copy_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -134,9 +215,11 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
         step += 1
         if step % 10 == 0 or step == 1:
             log.append({"step": step, "lm_loss": lm_loss.item(), "niah_loss": niah_loss.item(),
-                        "context_loss": ctx_loss.item(), "seconds": time.time() - start})
+                        "context_loss": ctx_loss.item(), "copy_loss": copy_loss.item(),
+                        "seconds": time.time() - start})
             print(f"  step {step} lm {lm_loss.item():.3f} niah {niah_loss.item():.3f} "
-                  f"ctx {ctx_loss.item():.3f} ({time.time() - start:.0f}s)", flush=True)
+                  f"ctx {ctx_loss.item():.3f} copy {copy_loss.item():.3f} ({time.time() - start:.0f}s)",
+                  flush=True)
     return {"steps": step, "train_seconds": time.time() - start, "log": log}
 
 
@@ -183,6 +266,13 @@ def main() -> None:
                    help="weight of the LM loss on the S-NIAH prompt tokens (0 = answer-only loss)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--niah-fraction", type=float, default=0.75)
+    p.add_argument("--needles", type=int, default=1, help="needles (distinct keys) per training "
+                   "sample, every one asked after the haystack; test samples have one")
+    p.add_argument("--alpha-init", type=float, default=None, help="memory forget gate at "
+                   "initialisation (default: the library's)")
+    p.add_argument("--copy-fraction", type=float, default=0.0,
+                   help="fraction of each batch that is dense copy samples (random digits, repeated)")
+    p.add_argument("--copy-len", type=int, default=128, help="longest copy sample (tokens)")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--max-seconds", type=float, default=50.0, help="per-model training time cap")
     p.add_argument("--lr", type=float, default=2e-3)

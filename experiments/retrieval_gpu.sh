@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# S-NIAH and BABILong-style bAbI in the fine-tuning setting, every model in its own process on
+# one GPU at the same time (the models are small; one process cannot fill an H100).
+#   bash experiments/retrieval_gpu.sh OUT_DIR [SECONDS_PER_MODEL] [SUITES]   (SUITES: "niah babilong")
+# Data: data/test.jsonl.gz (Gutenberg test split: haystacks, bAbI background) and
+# data/lm_train.jsonl.gz (a slice of Gutenberg train-00: LM samples), relative to the
+# working directory (a copy of the repository carried to the GPU machine).
+# Extra options for every process: RETRIEVAL_ARGS; NIAH only: NIAH_ARGS. Models: NIAH_MODELS,
+# BABILONG_MODELS (space-separated; default all).
+set -uo pipefail
+out=${1:?usage: retrieval_gpu.sh OUT_DIR [SECONDS_PER_MODEL] [SUITES]}
+secs=${2:-300}
+suites=${3:-niah babilong}
+mkdir -p "$out"
+common=(--haystack data/test.jsonl.gz --lm-data data/lm_train.jsonl.gz
+        --d-model 256 --n-layers 4 --n-heads 4 --expansion 4 --chunk 16 --segment 256
+        --batch 32 --copy-fraction 0.25 --copy-len 256 --context-loss 1.0
+        --lr 2e-3 --warmup 50 --steps 100000 --max-seconds "$secs" --deadline $((secs + 230))
+        ${RETRIEVAL_ARGS:-})
+export PYTHONPATH=src
+if [[ " $suites " == *" niah "* ]]; then
+  for m in ${NIAH_MODELS:-transformer swa mac lmm}; do
+    python3 experiments/niah/run_niah.py "${common[@]}" --models $m --train-len 1024 --min-train-len 512 \
+      --niah-fraction 0.5 --test-lengths 1024 2048 4096 8192 16384 --depths 5 --samples 2 \
+      ${NIAH_ARGS:-} --out "$out/niah_$m" > "$out/niah_$m.log" 2>&1 &
+  done
+fi
+if [[ " $suites " == *" babilong "* ]]; then
+  for m in ${BABILONG_MODELS:-transformer mac lmm}; do
+    python3 experiments/babilong/run_babilong.py "${common[@]}" --models $m --train-len 1024 \
+      --niah-fraction 0.5 --test-lengths 0 1024 4096 16384 --samples 10 \
+      --out "$out/babilong_$m" > "$out/babilong_$m.log" 2>&1 &
+  done
+fi
+wait
+# The device tool returns at most 8 files: pack the per-model results and logs.
+tar -czf "$out/results.tgz" -C "$out" $(cd "$out" && ls -d niah_* babilong_* 2>/dev/null)
+tail -n 25 "$out"/*.log
