@@ -6,7 +6,9 @@
 # data/lm_train.jsonl.gz (a slice of Gutenberg train-00: LM samples), relative to the
 # working directory (a copy of the repository carried to the GPU machine).
 # Extra options for every process: RETRIEVAL_ARGS; NIAH only: NIAH_ARGS. Models: NIAH_MODELS,
-# BABILONG_MODELS (space-separated; default all).
+# BABILONG_MODELS (space-separated; default all). With several GPUs the processes are spread
+# round-robin over them (niah first, then babilong); NIAH_GPUS / BABILONG_GPUS (one GPU index
+# per model, in order) place them by hand, e.g. NIAH_MODELS="mac transformer swa" NIAH_GPUS="0 1 1".
 set -uo pipefail
 out=${1:?usage: retrieval_gpu.sh OUT_DIR [SECONDS_PER_MODEL] [SUITES]}
 secs=${2:-300}
@@ -18,16 +20,29 @@ common=(--haystack data/test.jsonl.gz --lm-data data/lm_train.jsonl.gz
         --lr 2e-3 --warmup 50 --steps 100000 --max-seconds "$secs" --deadline $((secs + 230))
         ${RETRIEVAL_ARGS:-})
 export PYTHONPATH=src
+ngpu=$(nvidia-smi -L 2>/dev/null | wc -l)
+(( ngpu > 0 )) || ngpu=1
+slot=0
+# gpu_for INDEX "LIST": the INDEX-th entry of LIST if given, else the next round-robin slot.
+gpu_for() {
+  local given
+  given=$(echo "$2" | awk -v i=$(($1 + 1)) '{print $i}')
+  if [[ -n "$given" ]]; then echo "$given"; else echo $((slot % ngpu)); fi
+}
 if [[ " $suites " == *" niah "* ]]; then
+  i=0
   for m in ${NIAH_MODELS:-transformer swa mac lmm}; do
-    python3 experiments/niah/run_niah.py "${common[@]}" --models $m --train-len 1024 --min-train-len 512 \
+    gpu=$(gpu_for $i "${NIAH_GPUS:-}"); i=$((i + 1)); slot=$((slot + 1))
+    CUDA_VISIBLE_DEVICES=$gpu python3 experiments/niah/run_niah.py "${common[@]}" --models $m --train-len 1024 --min-train-len 512 \
       --niah-fraction 0.5 --test-lengths 1024 2048 4096 8192 16384 --depths 5 --samples 2 \
       ${NIAH_ARGS:-} --out "$out/niah_$m" > "$out/niah_$m.log" 2>&1 &
   done
 fi
 if [[ " $suites " == *" babilong "* ]]; then
+  i=0
   for m in ${BABILONG_MODELS:-transformer mac lmm}; do
-    python3 experiments/babilong/run_babilong.py "${common[@]}" --models $m --train-len 1024 \
+    gpu=$(gpu_for $i "${BABILONG_GPUS:-}"); i=$((i + 1)); slot=$((slot + 1))
+    CUDA_VISIBLE_DEVICES=$gpu python3 experiments/babilong/run_babilong.py "${common[@]}" --models $m --train-len 1024 \
       --niah-fraction 0.5 --test-lengths 0 1024 4096 16384 --samples 10 \
       --out "$out/babilong_$m" > "$out/babilong_$m.log" 2>&1 &
   done
