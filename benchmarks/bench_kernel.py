@@ -207,9 +207,15 @@ def main() -> None:
     p.add_argument("--shapes", default=",".join(f"{b}x{t}" for b, t in SHAPES))
     p.add_argument("--depths", default="1,2,3,4")
     p.add_argument("--sections", default="ceilings,op,layers,depth",
-                   help="also: variants (the kernels' register/spill report on the device)")
+                   help="also: variants (the kernels' register/spill report on the device), "
+                        "kernels (A/B of --kernels versions at --chunks)")
     p.add_argument("--ab", default="v2,v5",
                    help="op section: also time these kernel versions (TITANS_TRITON_KERNELS) at L_M = 2")
+    p.add_argument("--kernels", default="",
+                   help="section 'kernels': time the L_M = 2 op (Triton, fwd and fwd+bwd) for each of "
+                        "these kernel versions at every shape and chunk of --chunks, in one run, "
+                        "e.g. v4,v6; with --resources: report these versions' kernels")
+    p.add_argument("--chunks", default="64", help="section 'kernels': chunk sizes")
     p.add_argument("--d-model", type=int, default=1024)
     p.add_argument("--heads", type=int, default=16)
     p.add_argument("--chunk", type=int, default=64)
@@ -226,11 +232,12 @@ def main() -> None:
         plot(args.plot, args.depth_from)
         return
     if args.resources:
-        resources()
+        resources(args.kernels)
         return
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     sections = args.sections.split(",")
-    res: dict = {"env": environment(), "config": vars(args), "op": [], "layers": [], "depth": []}
+    res: dict = {"env": environment(), "config": vars(args), "op": [], "layers": [], "depth": [],
+                 "kernels": []}
 
     def save():
         write_json(args.out, res)
@@ -255,6 +262,17 @@ def main() -> None:
                                      for k, v in r.items() if "flops_" not in k and "bytes_" not in k}),
                   flush=True)
             save()
+    if "kernels" in sections:  # A/B of kernel versions (TITANS_TRITON_KERNELS), L_M = 2
+        for N in (int(n) for n in args.chunks.split(",")):
+            for B, T in shapes:
+                for kern in (v for v in args.kernels.split(",") if v):
+                    r = {"B": B, "T": T, "N": N, "kernels": kern} | guarded(bench_op, B, T, "triton", 2,
+                                                                            N=N, kernels=kern)
+                    res["kernels"].append(r)
+                    msg = r.get("error") or (f"fwd {r['fwd_ms']:8.2f} ms  fwd+bwd {r['fwd_bwd_ms']:8.2f} ms "
+                                             f"{r['fwd_bwd_tflops']:6.1f} TFLOP/s {r['peak_gb']:6.2f} GB")
+                    print(f"kernels {kern:<3} n{N:<4}{B:>3}{T:>7} {msg}", flush=True)
+                    save()
     if "variants" in sections:  # the kernels' registers / spills / shared memory on this device
         from titans.ops.neural_memory.triton.function import LAST_COMPILED
 
@@ -286,8 +304,12 @@ def main() -> None:
     save()
 
 
-def resources() -> None:
-    """Ahead-of-time compile for Hopper (sm_90a) on any machine and report resources."""
+def resources(kernels: str = "") -> None:
+    """Ahead-of-time compile for Hopper (sm_90a) on any machine and report resources.
+
+    ``kernels``: comma-separated versions to report ("" = the historical v2/v4 table; "v6" = the
+    split V6 kernels at D 64 / hidden 256 / chunk 64 and 128, D 128 / hidden 256 and 512 /
+    chunk 64)."""
     import inspect
     import subprocess
     import tempfile
@@ -300,10 +322,24 @@ def resources() -> None:
 
     ptxas = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin/ptxas")
     tok = {"Q": "*bf16", "K": "*bf16", "V": "*bf16"}
-    configs = [(K.fwd1_kernel, dict(N=64, D=64, PREC="bf16")), (K.bwd1_kernel, dict(N=64, D=64, PREC="bf16"))]
-    for N, bh, prec in [(64, 64, "bf16"), (64, 32, "bf16"), (128, 64, "bf16"), (64, 64, "tf32")]:
-        c = dict(N=N, D=64, HD=256, BH=bh, ACT=0, PREC=prec)
-        configs += [(K.fwd2_kernel, c), (K.bwd2_kernel, c), (K.bwd2r_kernel, c)]
+    versions = [v for v in kernels.split(",") if v]
+    configs = []
+    if not versions:
+        c1 = dict(N=64, D=64, PREC="bf16")
+        configs = [(K.fwd1_kernel, c1), (K.bwd1_kernel, c1)]
+        for N, bh, prec in [(64, 64, "bf16"), (64, 32, "bf16"), (128, 64, "bf16"), (64, 64, "tf32")]:
+            c = dict(N=N, D=64, HD=256, BH=bh, ACT=0, PREC=prec)
+            configs += [(K.fwd2_kernel, c), (K.bwd2_kernel, c), (K.bwd2r_kernel, c)]
+    shapes = [(64, 256, 64), (64, 256, 128), (128, 256, 64), (128, 512, 64)]  # D, hidden, chunk
+    for v in versions:
+        for D, HD, N in shapes:
+            c = dict(N=N, D=D, HD=HD, BH=64, ACT=0, PREC="bf16")
+            if v == "v6":
+                configs += [(K.fwd2_state_kernel, c), (K.fwd2_query_kernel, c),
+                            (K.bwd2_query_kernel, c), (K.bwd2_state_kernel, c)]
+            elif v in ("v2", "v4", "v5"):
+                configs += [(K.fwd2_kernel, c), ({"v2": K.bwd2_kernel, "v4": K.bwd2r_kernel,
+                                                  "v5": K.bwd2s_kernel}[v], c)]
     for fn, consts in configs:
         names = list(inspect.signature(fn.fn).parameters)
         sig = {n: "constexpr" if n in consts else "i32" if n in ("NC", "TP", "BHN") else tok.get(n, "*fp32")
@@ -318,7 +354,8 @@ def resources() -> None:
                           if "Used" in ln or "spill" in ln)
         os.unlink(f.name)
         shown = {key: consts[key] for key in ("N", "D", "HD", "BH", "PREC") if key in consts}
-        print(f"{fn.fn.__name__:<12} {shown} shared {k.metadata.shared} B | {info}")
+        fit = "fits" if k.metadata.shared <= 232448 else "DOES NOT FIT 227 KiB"
+        print(f"{fn.fn.__name__:<18} {shown} shared {k.metadata.shared} B ({fit}) | {info}", flush=True)
 
 
 def plot(path: str, depth_from: str | None = None) -> None:

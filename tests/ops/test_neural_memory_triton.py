@@ -117,6 +117,65 @@ def test_interpreter_no_momentum_and_torch_path(monkeypatch):
     compare(got, ref, 1e-5, 1e-5, "interp vs torch, no momentum")
 
 
+V6_CASES = [  # B, T, H, D, hidden, chunk, act, momentum
+    (2, 40, 2, 16, 32, 16, "gelu", True),  # T not a multiple of the chunk, 3 chunks
+    (1, 100, 1, 16, 48, 16, "silu", True),  # B = H = 1, 7 chunks, 16-column hidden tiles
+    (1, 33, 3, 32, 64, 32, "relu", True),
+    (2, 64, 1, 16, 16, 16, "identity", True),  # whole chunks only
+    (1, 50, 2, 32, 64, 16, "gelu", False),  # no momentum state
+]
+
+
+@interp
+@pytest.mark.parametrize("B,T,H,D,hidden,chunk,act,momentum", V6_CASES)
+def test_interpreter_v6_matches_reference_and_v4(monkeypatch, B, T, H, D, hidden, chunk, act, momentum):
+    """Kernel version v6 (split state / query-pass kernels, L_M = 2) in exact fp32: output, final
+    state and every input gradient within 1e-5 of float64 (seen ≤ 1.2e-6) and of v4 (seen ≤ 3e-7)."""
+    monkeypatch.setenv("TITANS_TRITON_PRECISION", "ieee")
+    args, w, m = make_inputs(B, T, H, D, 2, hidden, momentum=momentum)
+    monkeypatch.setenv("TITANS_TRITON_KERNELS", "v6")
+    got = run(args, w, m, chunk, act, "triton")
+    ref = run(args, w, m, chunk, act, None, f64=True)
+    compare(got, ref, 1e-5, 1e-5, f"interp v6 B{B} T{T} H{H} D{D} h{hidden} n{chunk} {act}")
+    monkeypatch.setenv("TITANS_TRITON_KERNELS", "v4")
+    compare(got, run(args, w, m, chunk, act, "triton"), 1e-5, 1e-5, "interp v6 vs v4")
+
+
+@interp
+def test_interpreter_backward_uses_the_forward_kernel_version(monkeypatch):
+    """The backward runs the version its forward ran (v6 saves the residual d2 for it), even if
+    TITANS_TRITON_KERNELS changes in between."""
+    monkeypatch.setenv("TITANS_TRITON_PRECISION", "ieee")
+    args, w, m = make_inputs(1, 40, 2, 16, 2, 32)
+    leaves = [t.detach().clone().requires_grad_() for t in (*args, *w, *m)]
+    for first, second in (("v6", "v4"), ("v4", "v6")):
+        monkeypatch.setenv("TITANS_TRITON_KERNELS", first)
+        y, st = neural_memory(*leaves[:6], MemoryState(tuple(leaves[6:8]), tuple(leaves[8:])), chunk_size=16,
+                              backend="triton")
+        monkeypatch.setenv("TITANS_TRITON_KERNELS", second)
+        grads = torch.autograd.grad(y.sum() + st.weights[1].sum(), leaves)
+        if first == "v6":
+            ref = grads
+    for a, b in zip(grads, ref):
+        assert rel_err(a, b) < 1e-5
+
+
+@interp
+def test_v6_probe_argument_types_match_the_kernels():
+    """The device probe compiles the v6 kernels with the launches' argument types: one per
+    runtime parameter, token dtype exactly on the q/k/v pointers."""
+    import inspect
+
+    from titans.ops.neural_memory.triton import kernels as K
+    from titans.ops.neural_memory.triton.function import _split_arg_types
+
+    for name, types in _split_arg_types(2, torch.bfloat16, 5, 320, 6).items():
+        params = [p for p in inspect.signature(getattr(K, name).fn).parameters
+                  if p not in ("N", "D", "HD", "BH", "ACT", "PREC")]
+        assert len(params) == len(types), name
+        assert [p for p, t in zip(params, types) if t == torch.bfloat16] == [p for p in params if p in "QKV"]
+
+
 @interp
 def test_interpreter_empty_sequence_keeps_state():
     args, w, m = make_inputs(1, 0, 2, 16, 2, 32)
@@ -296,7 +355,7 @@ def test_select_backend_falls_back_when_resources_fail(monkeypatch):
 
 
 @gpu
-@pytest.mark.parametrize("kernels", ["v2", "v4", "v5"])
+@pytest.mark.parametrize("kernels", ["v2", "v4", "v5", "v6"])
 @pytest.mark.parametrize("case", [GPU_CASES[i] for i in (2, 3, 5, 10)])
 def test_gpu_kernel_versions_match_reference(monkeypatch, kernels, case):
     """Every kernel version (TITANS_TRITON_KERNELS, docs/kernel-notes.md) on L_M = 2 cases."""
@@ -311,9 +370,10 @@ def test_gpu_kernel_versions_match_reference(monkeypatch, kernels, case):
 
 
 @gpu
+@pytest.mark.parametrize("kernels", ["v4", "v6"])
 @pytest.mark.parametrize("depth,D,chunk", [(d, D, 128) for d in (1, 2) for D in (16, 32, 64, 128)]
                          + [(2, 128, 64)])
-def test_gpu_auto_support_matrix_builds(depth, D, chunk):
+def test_gpu_auto_support_matrix_builds(monkeypatch, kernels, depth, D, chunk):
     """Every head dim at the largest chunk it supports compiles and loads (forward and backward)
     on this GPU, so auto selects Triton for it without a warning; head dim 128 at chunk 128 with
     L_M = 2 is refused by the shape check before anything is compiled."""
@@ -321,6 +381,7 @@ def test_gpu_auto_support_matrix_builds(depth, D, chunk):
 
     from titans.ops.neural_memory import triton as tb
 
+    monkeypatch.setenv("TITANS_TRITON_KERNELS", kernels)
     q = torch.zeros(1, 2 * chunk, 2, D, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     dims = [D] + [max(64, 4 * D)] * (depth - 1) + [D]
     w = [torch.zeros(2, dims[i], dims[i + 1], device="cuda") for i in range(depth)]
@@ -373,3 +434,17 @@ def test_gpu_layer_auto_runs_triton_without_warnings(monkeypatch, expansion, chu
         y.float().pow(2).mean().backward()
     assert chosen and set(chosen) == {"triton"}, chosen
     assert torch.isfinite(x.grad).all()
+
+
+@gpu
+@pytest.mark.parametrize("B,T,H,D,hidden,chunk", [(1, 2100, 2, 64, 256, 64), (2, 700, 3, 128, 512, 64),
+                                                  (1, 1000, 1, 64, 256, 128)])
+def test_gpu_v6_bf16_matches_v4_and_reference(monkeypatch, B, T, H, D, hidden, chunk):
+    """v6 on bf16 inputs over many chunks (the per-chunk grid of its query kernels) against v4
+    (same bf16 operand rounding) and float64: 3e-2 forward/state, 6e-2 gradients."""
+    args, w, m = make_inputs(B, T, H, D, 2, hidden, device="cuda", dtype=torch.bfloat16)
+    monkeypatch.setenv("TITANS_TRITON_KERNELS", "v6")
+    got = run(args, w, m, chunk, "gelu", "triton")
+    compare(got, run(args, w, m, chunk, "gelu", None, f64=True), 3e-2, 6e-2, f"gpu v6 bf16 vs f64 T{T} D{D}")
+    monkeypatch.setenv("TITANS_TRITON_KERNELS", "v4")
+    compare(got, run(args, w, m, chunk, "gelu", "triton"), 3e-2, 6e-2, f"gpu v6 vs v4 T{T} D{D}")

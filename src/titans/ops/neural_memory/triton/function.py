@@ -69,12 +69,14 @@ def _launch_opts(D: int, N: int) -> dict:
     return {"num_warps": warps, "num_stages": 1}
 
 
-VARIANTS = ("v4", "v2", "v5")  # kernel versions (docs/kernel-notes.md); TITANS_TRITON_KERNELS picks one
+VARIANTS = ("v4", "v2", "v5", "v6")  # kernel versions (docs/kernel-notes.md); TITANS_TRITON_KERNELS picks one
 
 
 def variant() -> str:
-    """Kernel version of the L_M = 2 backward (docs/kernel-notes.md): ``v4`` (default: smaller
-    live set), ``v2`` (the first one) or ``v5`` (main pass split in two); environment
+    """Kernel version of L_M = 2 (docs/kernel-notes.md): ``v4`` (default: smaller live set),
+    ``v2`` (the first one), ``v5`` (main backward pass split in two) — these three differ only in
+    the backward — or ``v6`` (forward and backward each split into a sequential state kernel and
+    a query-pass kernel with one program per (batch·head, chunk)); environment
     ``TITANS_TRITON_KERNELS``. All compute the same outputs."""
     v = os.environ.get("TITANS_TRITON_KERNELS", "v4")
     if v not in VARIANTS:
@@ -82,20 +84,47 @@ def variant() -> str:
     return v
 
 
-def _config(depth: int, N: int, D: int, HD: int, act: str, prec: str
+def split_kernels(depth: int, kernels: str | None = None) -> bool:
+    """Whether this depth runs the split V6 kernels (sequential state kernel + query-pass kernel
+    over (batch·head, chunk)) under kernel version ``kernels`` (default: :func:`variant`)."""
+    return depth == 2 and (kernels or variant()) == "v6"
+
+
+def _config(depth: int, N: int, D: int, HD: int, act: str, prec: str, kernels: str | None = None
             ) -> tuple[object, object, dict, list[tuple[int, ...]]]:
     """(forward kernel, backward kernel, launch keywords, per-program shapes of the backward's
     fp32 scratch buffers): the one place that fixes how a configuration is compiled, shared by
-    the launches and by :func:`probe`."""
+    the launches and by :func:`probe`. For the split V6 kernels the two "kernels" are pairs
+    (state kernel, query kernel) and (query-backward kernel, state-backward kernel)."""
+    kernels = kernels or variant()
     kw = {"N": N, "D": D, "PREC": prec} | _launch_opts(D, N)
     if depth == 1:
         return K.fwd1_kernel, K.bwd1_kernel, kw, []
     kw |= {"HD": HD, "BH": hidden_tile(HD), "ACT": _ACT[act]}
-    if variant() == "v2":
+    if kernels == "v6":
+        return ((K.fwd2_state_kernel, K.fwd2_query_kernel), (K.bwd2_query_kernel, K.bwd2_state_kernel),
+                kw, [])
+    if kernels == "v2":
         return K.fwd2_kernel, K.bwd2_kernel, kw, [(N, HD), (N, HD)]
-    if variant() == "v5":
+    if kernels == "v5":
         return K.fwd2_kernel, K.bwd2s_kernel, kw, [(N, HD), (N, HD), (2, N, N), (N, HD)]
     return K.fwd2_kernel, K.bwd2r_kernel, kw, [(N, HD), (N, HD), (2, N, N)]
+
+
+def _split_arg_types(depth: int, tok_dtype: torch.dtype, NC: int, TP: int, BHN: int) -> dict[str, list]:
+    """Argument types (and integer values) of the split V6 kernels, as launched."""
+    f32 = torch.float32
+    st = [f32] * (2 * depth)
+    return {
+        # K V | D2 ENDS GN SN | snapshots
+        "fwd2_state_kernel": [tok_dtype] * 2 + [f32] * 4 + st + [NC, TP],
+        # Q K | D2 Y A C G | snapshots
+        "fwd2_query_kernel": [tok_dtype] * 2 + [f32] * 5 + st + [NC, TP],
+        # Q K | D2 DY A C G | snapshots | DQ DK DV DA DC DG | QW1 QS1 QW2 QS2 DD1 DX1
+        "bwd2_query_kernel": [tok_dtype] * 2 + [f32] * 5 + st + [f32] * 6 + [f32] * 6 + [NC, TP],
+        # K | D2 ENDS GN SN | snapshots | cotangents | QW1 QS1 QW2 QS2 DD1 DX1 | DK DV DENDS DGN DSN
+        "bwd2_state_kernel": [tok_dtype] + [f32] * 4 + st + st + [f32] * 6 + [f32] * 5 + [NC, TP, BHN],
+    }
 
 
 def probe(depth: int, N: int, D: int, HD: int, act: str, prec: str, tok_dtype: torch.dtype,
@@ -107,13 +136,19 @@ def probe(depth: int, N: int, D: int, HD: int, act: str, prec: str, tok_dtype: t
     The argument types and integer values are those of the real launch, so the compiled kernels
     land in Triton's cache and the launch that follows reuses them (no extra compile)."""
     fwd, bwd, kw, scratch = _config(depth, N, D, HD, act, prec)
-    f32 = torch.float32
-    n_state = 2 * depth
-    fwd_args = [tok_dtype] * 3 + [f32] * 7 + [f32] * n_state + [NC, TP]
-    # q k v dy | A c G ends gn sn | snapshots, cotangent buffers | dq dk dv dA dc dG dends dgn dsn | scratch
-    bwd_args = [tok_dtype] * 3 + [f32] * 7 + [f32] * (2 * n_state) + [f32] * 9
-    bwd_args += [f32] * len(scratch) + [NC, TP, BHN]
-    todo = [("forward", fwd, fwd_args)] + ([("backward", bwd, bwd_args)] if backward else [])
+    if split_kernels(depth):
+        types = _split_arg_types(depth, tok_dtype, NC, TP, BHN)
+        todo = [("forward", k, types[k.fn.__name__]) for k in fwd]
+        todo += [("backward", k, types[k.fn.__name__]) for k in bwd] if backward else []
+    else:
+        f32 = torch.float32
+        n_state = 2 * depth
+        fwd_args = [tok_dtype] * 3 + [f32] * 7 + [f32] * n_state + [NC, TP]
+        # q k v dy | A c G ends gn sn | snapshots, cotangent buffers | dq dk dv dA dc dG dends dgn dsn
+        # | scratch
+        bwd_args = [tok_dtype] * 3 + [f32] * 7 + [f32] * (2 * n_state) + [f32] * 9
+        bwd_args += [f32] * len(scratch) + [NC, TP, BHN]
+        todo = [("forward", fwd, fwd_args)] + ([("backward", bwd, bwd_args)] if backward else [])
     for name, kernel, args in todo:
         try:
             compiled = kernel.warmup(*args, grid=(1,), **kw)
@@ -143,15 +178,25 @@ class _MemoryFn(torch.autograd.Function):
             buf[:, 0] = t
             snaps.append(buf)
         y = torch.empty(BHN, TP, D, device=q.device, dtype=torch.float32)
-        fwd, _, kw, _ = _config(depth, N, D, state[0].shape[-1], act, prec)
-        LAST_COMPILED[f"fwd{depth}"] = fwd[(BHN,)](q, k, v, y, A, C, G, ends, gn, sn, *snaps, NC, TP, **kw)
-        ctx.save_for_backward(q, k, v, A, C, G, ends, gn, sn, *snaps)
-        ctx.act, ctx.depth, ctx.prec = act, depth, prec
+        kernels = variant()
+        fwd, _, kw, _ = _config(depth, N, D, state[0].shape[-1], act, prec, kernels)
+        extra = []
+        if split_kernels(depth, kernels):  # V6: state recurrence, then the query pass per chunk
+            d2 = torch.empty(BHN, TP, D, device=q.device, dtype=torch.float32)
+            LAST_COMPILED[f"fwd{depth}_state"] = fwd[0][(BHN,)](k, v, d2, ends, gn, sn, *snaps, NC, TP, **kw)
+            LAST_COMPILED[f"fwd{depth}_query"] = fwd[1][(BHN, NC)](q, k, d2, y, A, C, G, *snaps, NC, TP, **kw)
+            extra = [d2]
+        else:
+            LAST_COMPILED[f"fwd{depth}"] = fwd[(BHN,)](q, k, v, y, A, C, G, ends, gn, sn, *snaps, NC, TP,
+                                                       **kw)
+        ctx.save_for_backward(q, k, v, A, C, G, ends, gn, sn, *snaps, *extra)
+        ctx.act, ctx.depth, ctx.prec, ctx.kernels = act, depth, prec, kernels
         return (y, *(s[:, NC].clone() for s in snaps))
 
     @staticmethod
     def backward(ctx, dy, *dstate):
         q, k, v, A, C, G, ends, gn, sn, *snaps = ctx.saved_tensors
+        snaps, extra = snaps[:2 * ctx.depth], snaps[2 * ctx.depth:]
         BHN, TP, D = q.shape
         NC, N = A.shape[1], A.shape[2]
         dy = torch.zeros_like(q, dtype=torch.float32) if dy is None else dy.float().contiguous()
@@ -166,7 +211,18 @@ class _MemoryFn(torch.autograd.Function):
         dG = torch.empty_like(G)
         dends = torch.zeros_like(ends)
         HD = snaps[0].shape[-1]
-        _, bwd, kw, shapes = _config(ctx.depth, N, D, HD, ctx.act, ctx.prec)
+        _, bwd, kw, shapes = _config(ctx.depth, N, D, HD, ctx.act, ctx.prec, ctx.kernels)
+        if split_kernels(ctx.depth, ctx.kernels):  # V6: query-pass cotangents per chunk, then the chain
+            (d2,) = extra
+            part = [torch.empty(BHN, NC, *snap.shape[2:], device=q.device, dtype=f32) for snap in snaps]
+            dd1, dx1 = (torch.empty(BHN, TP, HD, device=q.device, dtype=f32) for _ in range(2))
+            LAST_COMPILED[f"bwd{ctx.depth}_query"] = bwd[0][(BHN, NC)](
+                q, k, d2, dy, A, C, G, *snaps, dq, dk, dv, dA, dC, dG, *part, dd1, dx1, NC, TP, **kw)
+            LAST_COMPILED[f"bwd{ctx.depth}_state"] = bwd[1][(BHN,)](
+                k, d2, ends, gn, sn, *snaps, *bufs, *part, dd1, dx1, dk, dv, dends, dgn, dsn, NC, TP, BHN,
+                **kw)
+            return (None, dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dA, dC, dG, dends, dgn, dsn,
+                    *(b[0] for b in bufs))
         scratch = [torch.empty(BHN, *shape, device=q.device, dtype=f32) for shape in shapes]
         LAST_COMPILED[f"bwd{ctx.depth}"] = bwd[(BHN,)](q, k, v, dy, A, C, G, ends, gn, sn, *snaps, *bufs,
                                                       dq, dk, dv, dA, dC, dG, dends, dgn, dsn, *scratch,

@@ -802,3 +802,304 @@ def bwd2s_kernel(Q, K, V, DY, AV, CV, GM, ENDS, GN, SN, W1, S1, W2, S2, DW1, DS1
         tl.store(DGN + g * N + rn, dgn)
         tl.store(DSN + g * N + rn, dsn)
         tl.debug_barrier()
+
+
+# ------------------------------------------------------------------- L_M = 2, V6 (split work)
+#
+# The forward and the backward are each split into a sequential kernel that carries the state
+# across chunks (one program per (batch, head)) and a query-pass kernel with one program per
+# (batch·head, chunk) that reads the chunk-start state from the snapshots (docs/kernel-notes.md
+# "V6"). Everything in the query pass depends only on the chunk-start state, the chunk's tokens
+# and the residual d2 = σ(k W1) W2 - v, which the sequential forward saves ([BHN, TP, D]).
+
+
+@triton.jit
+def fwd2_state_kernel(K, V, D2, ENDS, GN, SN, W1, S1, W2, S2, NC, TP,
+                      N: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, BH: tl.constexpr,
+                      ACT: tl.constexpr, PREC: tl.constexpr):
+    """Sequential part of the V6 forward: keys forward through the chunk-start memory, the
+    residual d2 (stored to D2 for the query pass and the backward), layer-1 delta d1 and the
+    end-of-chunk W and S of both layers (snapshots c + 1)."""
+    pid = tl.program_id(0).to(tl.int64)
+    rn = tl.arange(0, N)
+    rd = tl.arange(0, D)
+    rj = tl.arange(0, BH)
+    nd = rn[:, None] * D + rd[None, :]
+    dj = rd[:, None] * HD + rj[None, :]
+    jd = rj[:, None] * D + rd[None, :]
+    DH = D * HD
+    for c in range(NC):
+        tok = pid * TP * D + c * N * D
+        k = tl.load(K + tok + nd).to(tl.float32)
+        g = pid * NC + c
+        a_n = tl.load(ENDS + g * 4)
+        c_n = tl.load(ENDS + g * 4 + 1)
+        e_n = tl.load(ENDS + g * 4 + 2)
+        gn = tl.load(GN + g * N + rn)
+        sn = tl.load(SN + g * N + rn)
+        s_in = (pid * (NC + 1) + c) * DH
+        s_out = s_in + DH
+        z1 = tl.zeros([N, D], dtype=tl.float32)
+        for j0 in range(0, HD, BH):
+            x1 = _act(_dot(k, tl.load(W1 + s_in + j0 + dj), PREC), ACT)
+            z1 += _dot(x1, tl.load(W2 + s_in + j0 * D + jd), PREC)
+        d2 = z1 - tl.load(V + tok + nd).to(tl.float32)
+        tl.store(D2 + tok + nd, d2)
+        kt = tl.trans(k)
+        for j0 in range(0, HD, BH):
+            w1 = tl.load(W1 + s_in + j0 + dj)
+            s1 = tl.load(S1 + s_in + j0 + dj)
+            w2 = tl.load(W2 + s_in + j0 * D + jd)
+            s2 = tl.load(S2 + s_in + j0 * D + jd)
+            z0 = _dot(k, w1, PREC)
+            x1t = tl.trans(_act(z0, ACT))
+            d1 = _dot(d2, tl.trans(w2), PREC) * _act_d(z0, ACT)
+            tl.store(W1 + s_out + j0 + dj, a_n * w1 + c_n * s1 - _dot(kt, gn[:, None] * d1, PREC))
+            tl.store(S1 + s_out + j0 + dj, e_n * s1 - _dot(kt, sn[:, None] * d1, PREC))
+            tl.store(W2 + s_out + j0 * D + jd, a_n * w2 + c_n * s2 - _dot(x1t, gn[:, None] * d2, PREC))
+            tl.store(S2 + s_out + j0 * D + jd, e_n * s2 - _dot(x1t, sn[:, None] * d2, PREC))
+        tl.debug_barrier()
+
+
+@triton.jit
+def fwd2_query_kernel(Q, K, D2, Y, AV, CV, GM, W1, S1, W2, S2, NC, TP,
+                      N: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, BH: tl.constexpr,
+                      ACT: tl.constexpr, PREC: tl.constexpr):
+    """Query pass of the V6 forward, one program per (batch·head, chunk): y of the chunk's tokens
+    from its start state (snapshot c) and its keys and residual d2 (dual form)."""
+    pid = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1).to(tl.int64)
+    rn = tl.arange(0, N)
+    rd = tl.arange(0, D)
+    rj = tl.arange(0, BH)
+    nd = rn[:, None] * D + rd[None, :]
+    nn = rn[:, None] * N + rn[None, :]
+    dj = rd[:, None] * HD + rj[None, :]
+    jd = rj[:, None] * D + rd[None, :]
+    DH = D * HD
+    tok = pid * TP * D + c * N * D
+    g = pid * NC + c
+    s_in = (pid * (NC + 1) + c) * DH
+    q = tl.load(Q + tok + nd).to(tl.float32)
+    k = tl.load(K + tok + nd).to(tl.float32)
+    d2 = tl.load(D2 + tok + nd)
+    a = tl.load(AV + g * N + rn)
+    cc = tl.load(CV + g * N + rn)
+    gm = tl.load(GM + g * N * N + nn)
+    m0 = gm * _dot(q, tl.trans(k), PREC)
+    y = tl.zeros([N, D], dtype=tl.float32)
+    p1 = tl.zeros([N, N], dtype=tl.float32)
+    for j0 in range(0, HD, BH):
+        w1 = tl.load(W1 + s_in + j0 + dj)
+        s1 = tl.load(S1 + s_in + j0 + dj)
+        w2 = tl.load(W2 + s_in + j0 * D + jd)
+        s2 = tl.load(S2 + s_in + j0 * D + jd)
+        z0 = _dot(k, w1, PREC)
+        d1 = _dot(d2, tl.trans(w2), PREC) * _act_d(z0, ACT)
+        o0 = a[:, None] * _dot(q, w1, PREC) + cc[:, None] * _dot(q, s1, PREC) - _dot(m0, d1, PREC)
+        h1 = _act(o0, ACT)
+        y += a[:, None] * _dot(h1, w2, PREC) + cc[:, None] * _dot(h1, s2, PREC)
+        p1 += _dot(h1, tl.trans(_act(z0, ACT)), PREC)
+    y -= _dot(gm * p1, d2, PREC)
+    tl.store(Y + tok + nd, y)
+
+
+@triton.jit
+def bwd2_query_kernel(Q, K, D2, DY, AV, CV, GM, W1, S1, W2, S2,
+                      DQ, DK, DV, DAV, DCV, DGM, QW1, QS1, QW2, QS2, DD1, DX1, NC, TP,
+                      N: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, BH: tl.constexpr,
+                      ACT: tl.constexpr, PREC: tl.constexpr):
+    """Cotangents of the query pass (V6 backward), one program per (batch·head, chunk), from the
+    chunk-start state: complete dq, dA, dc, dG; partial dk (query part) into DK, dd2 (query part,
+    sign +) into DV; the query pass's contributions to the start-state cotangent into QW1, QS1,
+    QW2, QS2 ``[BHN, NC, ...]``; dd1 and dx1 of the query pass into DD1, DX1 ``[BHN, TP, HD]``.
+    The sequential ``bwd2_state_kernel`` adds the end-state terms and the delta chain."""
+    pid = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1).to(tl.int64)
+    rn = tl.arange(0, N)
+    rd = tl.arange(0, D)
+    rj = tl.arange(0, BH)
+    nd = rn[:, None] * D + rd[None, :]
+    nn = rn[:, None] * N + rn[None, :]
+    dj = rd[:, None] * HD + rj[None, :]
+    jd = rj[:, None] * D + rd[None, :]
+    nj = rn[:, None] * HD + rj[None, :]
+    DH = D * HD
+    tok = pid * TP * D + c * N * D
+    tokh = pid * TP * HD + c * N * HD
+    g = pid * NC + c
+    s_in = (pid * (NC + 1) + c) * DH
+    q_out = (pid * NC + c) * DH
+    q = tl.load(Q + tok + nd).to(tl.float32)
+    k = tl.load(K + tok + nd).to(tl.float32)
+    d2 = tl.load(D2 + tok + nd)
+    dy = tl.load(DY + tok + nd)
+    a = tl.load(AV + g * N + rn)
+    cc = tl.load(CV + g * N + rn)
+    gm = tl.load(GM + g * N * N + nn)
+    qk = _dot(q, tl.trans(k), PREC)
+    m0 = gm * qk
+    dp1 = -gm * _dot(dy, tl.trans(d2), PREC)  # G ⊙ dM1
+    da = tl.zeros([N], dtype=tl.float32)
+    dc = tl.zeros([N], dtype=tl.float32)
+    dq = tl.zeros([N, D], dtype=tl.float32)
+    dm0 = tl.zeros([N, N], dtype=tl.float32)
+    p1 = tl.zeros([N, N], dtype=tl.float32)
+    qt = tl.trans(q)
+    for j0 in range(0, HD, BH):
+        w1 = tl.load(W1 + s_in + j0 + dj)
+        s1 = tl.load(S1 + s_in + j0 + dj)
+        w2 = tl.load(W2 + s_in + j0 * D + jd)
+        s2 = tl.load(S2 + s_in + j0 * D + jd)
+        z0 = _dot(k, w1, PREC)
+        x1 = _act(z0, ACT)
+        d1 = _dot(d2, tl.trans(w2), PREC) * _act_d(z0, ACT)
+        qw1 = _dot(q, w1, PREC)
+        qs1 = _dot(q, s1, PREC)
+        o0 = a[:, None] * qw1 + cc[:, None] * qs1 - _dot(m0, d1, PREC)
+        h1 = _act(o0, ACT)
+        p1 += _dot(h1, tl.trans(x1), PREC)
+        # Layer 2: y = A⊙(h1 W2) + c⊙(h1 S2) - (G⊙P1) d2.
+        dyw2 = _dot(dy, tl.trans(w2), PREC)
+        dys2 = _dot(dy, tl.trans(s2), PREC)
+        da += tl.sum(dyw2 * h1, 1)
+        dc += tl.sum(dys2 * h1, 1)
+        h1t = tl.trans(h1)
+        tl.store(QW2 + q_out + j0 * D + jd, _dot(h1t, a[:, None] * dy, PREC))
+        tl.store(QS2 + q_out + j0 * D + jd, _dot(h1t, cc[:, None] * dy, PREC))
+        dh1 = a[:, None] * dyw2 + cc[:, None] * dys2 + _dot(dp1, x1, PREC)
+        tl.store(DX1 + tokh + j0 + nj, _dot(tl.trans(dp1), h1, PREC))
+        # Layer 1: o0 = A⊙(q W1) + c⊙(q S1) - M0 d1.
+        do0 = dh1 * _act_d(o0, ACT)
+        da += tl.sum(do0 * qw1, 1)
+        dc += tl.sum(do0 * qs1, 1)
+        ado0 = a[:, None] * do0
+        cdo0 = cc[:, None] * do0
+        tl.store(QW1 + q_out + j0 + dj, _dot(qt, ado0, PREC))
+        tl.store(QS1 + q_out + j0 + dj, _dot(qt, cdo0, PREC))
+        dq += _dot(ado0, tl.trans(w1), PREC) + _dot(cdo0, tl.trans(s1), PREC)
+        dm0 -= _dot(do0, tl.trans(d1), PREC)
+        tl.store(DD1 + tokh + j0 + nj, -_dot(tl.trans(m0), do0, PREC))
+    # dG = dM1 ⊙ P1 + dM0 ⊙ qkᵀ (dM1 = -dy d2ᵀ recomputed rather than held across the loop).
+    tl.store(DGM + g * N * N + nn, -_dot(dy, tl.trans(d2), PREC) * p1 + dm0 * qk)
+    tl.store(DV + tok + nd, -_dot(tl.trans(gm * p1), dy, PREC))
+    dqk = gm * dm0
+    tl.store(DQ + tok + nd, dq + _dot(dqk, k, PREC))
+    tl.store(DK + tok + nd, _dot(tl.trans(dqk), q, PREC))
+    tl.store(DAV + g * N + rn, da)
+    tl.store(DCV + g * N + rn, dc)
+
+
+@triton.jit
+def bwd2_state_kernel(K, D2, ENDS, GN, SN, W1, S1, W2, S2, DW1, DS1, DW2, DS2,
+                      QW1, QS1, QW2, QS2, DD1, DX1, DK, DV, DENDS, DGN, DSN, NC, TP, BHN,
+                      N: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, BH: tl.constexpr,
+                      ACT: tl.constexpr, PREC: tl.constexpr):
+    """Sequential part of the V6 backward (reverse chunk loop): the end-state terms and the delta
+    chain, added to the query-pass partials of ``bwd2_query_kernel``. Per chunk, pass 1 walks the
+    hidden tiles once (end-state cotangents of both layers, dd1 complete, its chain into dd2, the
+    new start-state cotangent without the keys-forward terms); pass 2 the keys forward
+    (d2 = σ(k W1) W2 - v) once dd2 is complete. DX1 and DD1 hold the query pass's dx1 and dd1
+    and are overwritten in place with the pass-1 partials of dx1 and dz0."""
+    pid = tl.program_id(0).to(tl.int64)
+    rn = tl.arange(0, N)
+    rd = tl.arange(0, D)
+    rj = tl.arange(0, BH)
+    nd = rn[:, None] * D + rd[None, :]
+    dj = rd[:, None] * HD + rj[None, :]
+    jd = rj[:, None] * D + rd[None, :]
+    nj = rn[:, None] * HD + rj[None, :]
+    DH = D * HD
+    for i in range(NC):
+        c = NC - 1 - i
+        d_in = ((c + 1) % 2 * BHN + pid) * DH
+        d_out = ((c % 2) * BHN + pid) * DH
+        tok = pid * TP * D + c * N * D
+        tokh = pid * TP * HD + c * N * HD
+        g = pid * NC + c
+        a_n = tl.load(ENDS + g * 4)
+        c_n = tl.load(ENDS + g * 4 + 1)
+        e_n = tl.load(ENDS + g * 4 + 2)
+        gn = tl.load(GN + g * N + rn)
+        sn = tl.load(SN + g * N + rn)
+        s_in = (pid * (NC + 1) + c) * DH
+        q_in = (pid * NC + c) * DH
+        k = tl.load(K + tok + nd).to(tl.float32)
+        d2 = tl.load(D2 + tok + nd)
+        dd2 = tl.load(DV + tok + nd)  # the query part, stored by bwd2_query_kernel
+        dk = tl.load(DK + tok + nd)
+        dgn = tl.zeros([N], dtype=tl.float32)
+        dsn = tl.zeros([N], dtype=tl.float32)
+        va = tl.zeros([D], dtype=tl.float32)
+        vc = tl.zeros([D], dtype=tl.float32)
+        ve = tl.zeros([D], dtype=tl.float32)
+        tl.debug_barrier()
+        for j0 in range(0, HD, BH):
+            w1 = tl.load(W1 + s_in + j0 + dj)
+            w2 = tl.load(W2 + s_in + j0 * D + jd)
+            dw1e = tl.load(DW1 + d_in + j0 + dj)
+            ds1e = tl.load(DS1 + d_in + j0 + dj)
+            dw2e = tl.load(DW2 + d_in + j0 * D + jd)
+            ds2e = tl.load(DS2 + d_in + j0 * D + jd)
+            z0 = _dot(k, w1, PREC)
+            x1 = _act(z0, ACT)
+            ad = _act_d(z0, ACT)
+            u0 = _dot(d2, tl.trans(w2), PREC)
+            d1 = u0 * ad
+            # Layer-2 end state: W2' = A_n W2 + c_n S2 - x1ᵀ(g⊙d2), S2' = E_n S2 - x1ᵀ(s⊙d2).
+            xdw2 = _dot(x1, dw2e, PREC)
+            xds2 = _dot(x1, ds2e, PREC)
+            dd2 -= gn[:, None] * xdw2 + sn[:, None] * xds2
+            dgn -= tl.sum(d2 * xdw2, 1)
+            dsn -= tl.sum(d2 * xds2, 1)
+            dx1 = (tl.load(DX1 + tokh + j0 + nj) - _dot(gn[:, None] * d2, tl.trans(dw2e), PREC)
+                   - _dot(sn[:, None] * d2, tl.trans(ds2e), PREC))
+            tl.store(DX1 + tokh + j0 + nj, dx1)
+            s2 = tl.load(S2 + s_in + j0 * D + jd)
+            va += tl.sum(dw2e * w2, 0)
+            vc += tl.sum(dw2e * s2, 0)
+            ve += tl.sum(ds2e * s2, 0)
+            tl.store(DS2 + d_out + j0 * D + jd, c_n * dw2e + e_n * ds2e + tl.load(QS2 + q_in + j0 * D + jd))
+            # Layer-1 end state.
+            kdw1 = _dot(k, dw1e, PREC)
+            kds1 = _dot(k, ds1e, PREC)
+            dd1 = tl.load(DD1 + tokh + j0 + nj) - gn[:, None] * kdw1 - sn[:, None] * kds1
+            dgn -= tl.sum(d1 * kdw1, 1)
+            dsn -= tl.sum(d1 * kds1, 1)
+            dk -= (_dot(gn[:, None] * d1, tl.trans(dw1e), PREC)
+                   + _dot(sn[:, None] * d1, tl.trans(ds1e), PREC))
+            s1 = tl.load(S1 + s_in + j0 + dj)
+            va += tl.sum(dw1e * w1, 1)
+            vc += tl.sum(dw1e * s1, 1)
+            ve += tl.sum(ds1e * s1, 1)
+            tl.store(DW1 + d_out + j0 + dj, a_n * dw1e + tl.load(QW1 + q_in + j0 + dj))
+            tl.store(DS1 + d_out + j0 + dj, c_n * dw1e + e_n * ds1e + tl.load(QS1 + q_in + j0 + dj))
+            # Delta chain: d1 = (d2 W2ᵀ) ⊙ σ'(z0).
+            du0 = dd1 * ad
+            tl.store(DD1 + tokh + j0 + nj, dd1 * u0 * _act_dd(z0, ACT))
+            dd2 += _dot(du0, w2, PREC)
+            tl.store(DW2 + d_out + j0 * D + jd,
+                     a_n * dw2e + tl.load(QW2 + q_in + j0 * D + jd) + _dot(tl.trans(du0), d2, PREC))
+        tl.debug_barrier()
+        # Pass 2, keys forward: d2 = σ(k W1) W2 - v.
+        kt = tl.trans(k)
+        for j0 in range(0, HD, BH):
+            w1 = tl.load(W1 + s_in + j0 + dj)
+            w2 = tl.load(W2 + s_in + j0 * D + jd)
+            z0 = _dot(k, w1, PREC)
+            x1 = _act(z0, ACT)
+            dx1 = tl.load(DX1 + tokh + j0 + nj) + _dot(dd2, tl.trans(w2), PREC)
+            dz0 = tl.load(DD1 + tokh + j0 + nj) + dx1 * _act_d(z0, ACT)
+            dk += _dot(dz0, tl.trans(w1), PREC)
+            dw2 = tl.load(DW2 + d_out + j0 * D + jd) + _dot(tl.trans(x1), dd2, PREC)
+            dw1 = tl.load(DW1 + d_out + j0 + dj) + _dot(kt, dz0, PREC)
+            tl.store(DW2 + d_out + j0 * D + jd, dw2)
+            tl.store(DW1 + d_out + j0 + dj, dw1)
+        tl.store(DK + tok + nd, dk)
+        tl.store(DV + tok + nd, -dd2)
+        tl.store(DENDS + g * 4, tl.sum(va, 0))
+        tl.store(DENDS + g * 4 + 1, tl.sum(vc, 0))
+        tl.store(DENDS + g * 4 + 2, tl.sum(ve, 0))
+        tl.store(DGN + g * N + rn, dgn)
+        tl.store(DSN + g * N + rn, dsn)
+        tl.debug_barrier()
