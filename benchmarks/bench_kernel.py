@@ -69,10 +69,19 @@ def _events(fn, n: int) -> float:
 # ------------------------------------------------------------------------------ op level
 
 
-def op_flops(depth: int, T: int, BH: int, N: int, D: int, Hd: int) -> tuple[float, float]:
+def op_flops(depth: int, T: int, BH: int, N: int, D: int, Hd: int,
+             kernels: str = "v4") -> tuple[float, float]:
     """Matmul FLOPs the Triton forward and backward kernels execute (recomputation included),
-    counted from the code: units of 2·N·D·Hd, 2·N·N·Hd and 2·N·N·D per chunk and head."""
+    counted from the code: units of 2·N·D·Hd, 2·N·N·Hd and 2·N·N·D per chunk and head.
+    v6 (split kernels): L_M = 2 forward 8 (state) + 6 (query) N·D·Hd, 2 N·N·Hd, 2 N·N·D; backward
+    17 (state) + 12 (query) N·D·Hd, 6 N·N·Hd, 6 N·N·D; L_M = 1 backward 12 N·D·D + 5 N·N·D."""
     chunks = BH * (-(-T // N))
+    if kernels == "v6":
+        if depth == 1:
+            return ((5 * 2 * N * D * D + 2 * 2 * N * N * D) * chunks,
+                    (12 * 2 * N * D * D + 5 * 2 * N * N * D) * chunks)
+        return ((14 * 2 * N * D * Hd + 2 * 2 * N * N * Hd + 2 * 2 * N * N * D) * chunks,
+                (29 * 2 * N * D * Hd + 6 * 2 * N * N * Hd + 6 * 2 * N * N * D) * chunks)
     if depth == 1:
         f = 5 * 2 * N * D * D + 2 * 2 * N * N * D
         b = 13 * 2 * N * D * D + 5 * 2 * N * N * D
@@ -82,13 +91,24 @@ def op_flops(depth: int, T: int, BH: int, N: int, D: int, Hd: int) -> tuple[floa
     return f * chunks, b * chunks
 
 
-def op_bytes(depth: int, T: int, BH: int, N: int, D: int, Hd: int, tok_bytes: int) -> tuple[float, float]:
+def op_bytes(depth: int, T: int, BH: int, N: int, D: int, Hd: int, tok_bytes: int,
+             kernels: str = "v4") -> tuple[float, float]:
     """Bytes the kernels must move at least (each input read once, each output written once):
     tokens, gates, and the fp32 state at every chunk boundary (written in the forward, read in
-    the backward, plus the state-cotangent read and write per chunk)."""
+    the backward, plus the state-cotangent read and write per chunk).
+
+    v6 moves more: the query kernels read the snapshots once more (forward and backward), the
+    residual d2 is written and read back, the backward's query-pass partials of the start-state
+    cotangent (one state's worth per chunk) are written and read, and at L_M = 2 the per-token
+    dd1, dx1 ``[T, Hd]`` are written, read, rewritten and read again."""
     nc = -(-T // N)
     state = 2 * (D * D if depth == 1 else 2 * D * Hd) * 4  # W and S of every layer
     gates = (N * N + 4 * N + 4) * 4
+    if kernels == "v6":
+        hid = Hd if depth == 2 else 0
+        f = BH * (T * D * (3 * tok_bytes + 4 + 2 * 4) + nc * (3 * state + gates))
+        b = BH * (T * D * (4 * tok_bytes + 3 * 4 + 2 * 4) + 32 * T * hid + nc * (6 * state + 2 * gates))
+        return f, b
     f = BH * (T * D * (3 * tok_bytes + 4) + nc * (2 * state + gates))
     b = BH * (T * D * (4 * tok_bytes + 3 * 4) + nc * (3 * state + 2 * gates))
     return f, b
@@ -136,8 +156,8 @@ def bench_op(B: int, T: int, backend: str, depth: int = 2, H: int = 16, D: int =
          "fwd_bwd_ms": tfb * 1e3, "peak_gb": torch.cuda.max_memory_allocated() / 1e9,
          "tokens_per_s": B * T / tfb}
     if backend == "triton":
-        ff, fb = op_flops(depth, T, B * H, N, D, Hd)
-        bf, bb = op_bytes(depth, T, B * H, N, D, Hd, 2)
+        ff, fb = op_flops(depth, T, B * H, N, D, Hd, variant())
+        bf, bb = op_bytes(depth, T, B * H, N, D, Hd, 2, variant())
         r.update(fwd_tflops=ff / tf / 1e12, fwd_bwd_tflops=(ff + fb) / tfb / 1e12,
                  fwd_gbps=bf / tf / 1e9, fwd_bwd_gbps=(bf + bb) / tfb / 1e9,
                  flops_fwd=ff, flops_bwd=fb, bytes_fwd=bf, bytes_bwd=bb)
@@ -212,10 +232,11 @@ def main() -> None:
     p.add_argument("--ab", default="v2,v5",
                    help="op section: also time these kernel versions (TITANS_TRITON_KERNELS) at L_M = 2")
     p.add_argument("--kernels", default="",
-                   help="section 'kernels': time the L_M = 2 op (Triton, fwd and fwd+bwd) for each of "
-                        "these kernel versions at every shape and chunk of --chunks, in one run, "
-                        "e.g. v4,v6; with --resources: report these versions' kernels")
+                   help="section 'kernels': time the op (Triton, fwd and fwd+bwd, --kernel-depths) for "
+                        "each of these kernel versions at every shape and chunk of --chunks, in one "
+                        "run, e.g. v4,v6; with --resources: report these versions' kernels")
     p.add_argument("--chunks", default="64", help="section 'kernels': chunk sizes")
+    p.add_argument("--kernel-depths", default="2", help="section 'kernels': memory depths (1 and/or 2)")
     p.add_argument("--d-model", type=int, default=1024)
     p.add_argument("--heads", type=int, default=16)
     p.add_argument("--chunk", type=int, default=64)
@@ -262,17 +283,19 @@ def main() -> None:
                                      for k, v in r.items() if "flops_" not in k and "bytes_" not in k}),
                   flush=True)
             save()
-    if "kernels" in sections:  # A/B of kernel versions (TITANS_TRITON_KERNELS), L_M = 2
-        for N in (int(n) for n in args.chunks.split(",")):
-            for B, T in shapes:
-                for kern in (v for v in args.kernels.split(",") if v):
-                    r = {"B": B, "T": T, "N": N, "kernels": kern} | guarded(bench_op, B, T, "triton", 2,
-                                                                            N=N, kernels=kern)
-                    res["kernels"].append(r)
-                    msg = r.get("error") or (f"fwd {r['fwd_ms']:8.2f} ms  fwd+bwd {r['fwd_bwd_ms']:8.2f} ms "
-                                             f"{r['fwd_bwd_tflops']:6.1f} TFLOP/s {r['peak_gb']:6.2f} GB")
-                    print(f"kernels {kern:<3} n{N:<4}{B:>3}{T:>7} {msg}", flush=True)
-                    save()
+    if "kernels" in sections:  # A/B of kernel versions (TITANS_TRITON_KERNELS)
+        versions = [kern for kern in args.kernels.split(",") if kern]
+        runs = [(d, int(n), shape, kern) for d in (int(x) for x in args.kernel_depths.split(","))
+                for n in args.chunks.split(",") for shape in shapes for kern in versions]
+        for depth, N, (B, T), kern in runs:
+            r = {"B": B, "T": T, "N": N, "depth": depth, "kernels": kern} | guarded(
+                bench_op, B, T, "triton", depth, N=N, kernels=kern)
+            res["kernels"].append(r)
+            msg = r.get("error") or (f"fwd {r['fwd_ms']:8.2f} ms  fwd+bwd {r['fwd_bwd_ms']:8.2f} ms "
+                                     f"{r['fwd_bwd_tflops']:6.1f} TFLOP/s {r['fwd_bwd_gbps']:6.0f} GB/s "
+                                     f"{r['peak_gb']:6.2f} GB")
+            print(f"kernels L{depth} {kern:<3} n{N:<4}{B:>3}{T:>7} {msg}", flush=True)
+            save()
     if "variants" in sections:  # the kernels' registers / spills / shared memory on this device
         from titans.ops.neural_memory.triton.function import LAST_COMPILED
 
@@ -340,6 +363,11 @@ def resources(kernels: str = "") -> None:
             elif v in ("v2", "v4", "v5"):
                 configs += [(K.fwd2_kernel, c), ({"v2": K.bwd2_kernel, "v4": K.bwd2r_kernel,
                                                   "v5": K.bwd2s_kernel}[v], c)]
+    if "v6" in versions:  # L_M = 1
+        for D, N in [(64, 64), (64, 128), (128, 64), (128, 128)]:
+            c = dict(N=N, D=D, PREC="bf16")
+            configs += [(K.fwd1_state_kernel, c), (K.fwd1_query_kernel, c),
+                        (K.bwd1_query_kernel, c), (K.bwd1_state_kernel, c)]
     for fn, consts in configs:
         names = list(inspect.signature(fn.fn).parameters)
         sig = {n: "constexpr" if n in consts else "i32" if n in ("NC", "TP", "BHN") else tok.get(n, "*fp32")

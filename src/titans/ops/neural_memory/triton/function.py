@@ -73,11 +73,11 @@ VARIANTS = ("v4", "v2", "v5", "v6")  # kernel versions (docs/kernel-notes.md); T
 
 
 def variant() -> str:
-    """Kernel version of L_M = 2 (docs/kernel-notes.md): ``v4`` (default: smaller live set),
-    ``v2`` (the first one), ``v5`` (main backward pass split in two) — these three differ only in
-    the backward — or ``v6`` (forward and backward each split into a sequential state kernel and
-    a query-pass kernel with one program per (batch·head, chunk)); environment
-    ``TITANS_TRITON_KERNELS``. All compute the same outputs."""
+    """Kernel version (docs/kernel-notes.md), environment ``TITANS_TRITON_KERNELS``: ``v4``
+    (default: smaller live set), ``v2`` (the first one), ``v5`` (main backward pass split in
+    two) — these three differ only in the L_M = 2 backward — or ``v6`` (L_M = 1 and 2: forward
+    and backward each split into a sequential state kernel and a query-pass kernel with one
+    program per (batch·head, chunk)). All compute the same outputs."""
     v = os.environ.get("TITANS_TRITON_KERNELS", "v4")
     if v not in VARIANTS:
         raise ValueError(f"TITANS_TRITON_KERNELS must be one of {VARIANTS}, got {v!r}")
@@ -85,9 +85,10 @@ def variant() -> str:
 
 
 def split_kernels(depth: int, kernels: str | None = None) -> bool:
-    """Whether this depth runs the split V6 kernels (sequential state kernel + query-pass kernel
-    over (batch·head, chunk)) under kernel version ``kernels`` (default: :func:`variant`)."""
-    return depth == 2 and (kernels or variant()) == "v6"
+    """Whether the split V6 kernels run (sequential state kernel + query-pass kernel over
+    (batch·head, chunk)) under kernel version ``kernels`` (default: :func:`variant`); both depths."""
+    del depth  # L_M = 1 and 2 both have split kernels
+    return (kernels or variant()) == "v6"
 
 
 def _config(depth: int, N: int, D: int, HD: int, act: str, prec: str, kernels: str | None = None
@@ -98,6 +99,8 @@ def _config(depth: int, N: int, D: int, HD: int, act: str, prec: str, kernels: s
     (state kernel, query kernel) and (query-backward kernel, state-backward kernel)."""
     kernels = kernels or variant()
     kw = {"N": N, "D": D, "PREC": prec} | _launch_opts(D, N)
+    if depth == 1 and kernels == "v6":
+        return (K.fwd1_state_kernel, K.fwd1_query_kernel), (K.bwd1_query_kernel, K.bwd1_state_kernel), kw, []
     if depth == 1:
         return K.fwd1_kernel, K.bwd1_kernel, kw, []
     kw |= {"HD": HD, "BH": hidden_tile(HD), "ACT": _ACT[act]}
@@ -114,16 +117,17 @@ def _config(depth: int, N: int, D: int, HD: int, act: str, prec: str, kernels: s
 def _split_arg_types(depth: int, tok_dtype: torch.dtype, NC: int, TP: int, BHN: int) -> dict[str, list]:
     """Argument types (and integer values) of the split V6 kernels, as launched."""
     f32 = torch.float32
-    st = [f32] * (2 * depth)
+    st = [f32] * (2 * depth)  # per layer W, S (snapshots, cotangents, query-pass partials)
+    hid = [f32] * (2 if depth == 2 else 0)  # DD1 DX1
     return {
         # K V | D2 ENDS GN SN | snapshots
-        "fwd2_state_kernel": [tok_dtype] * 2 + [f32] * 4 + st + [NC, TP],
+        f"fwd{depth}_state_kernel": [tok_dtype] * 2 + [f32] * 4 + st + [NC, TP],
         # Q K | D2 Y A C G | snapshots
-        "fwd2_query_kernel": [tok_dtype] * 2 + [f32] * 5 + st + [NC, TP],
-        # Q K | D2 DY A C G | snapshots | DQ DK DV DA DC DG | QW1 QS1 QW2 QS2 DD1 DX1
-        "bwd2_query_kernel": [tok_dtype] * 2 + [f32] * 5 + st + [f32] * 6 + [f32] * 6 + [NC, TP],
-        # K | D2 ENDS GN SN | snapshots | cotangents | QW1 QS1 QW2 QS2 DD1 DX1 | DK DV DENDS DGN DSN
-        "bwd2_state_kernel": [tok_dtype] + [f32] * 4 + st + st + [f32] * 6 + [f32] * 5 + [NC, TP, BHN],
+        f"fwd{depth}_query_kernel": [tok_dtype] * 2 + [f32] * 5 + st + [NC, TP],
+        # Q K | D2 DY A C G | snapshots | DQ DK DV DA DC DG | partials | DD1 DX1
+        f"bwd{depth}_query_kernel": [tok_dtype] * 2 + [f32] * 5 + st + [f32] * 6 + st + hid + [NC, TP],
+        # K | D2 ENDS GN SN | snapshots | cotangents | partials | DD1 DX1 | DK DV DENDS DGN DSN
+        f"bwd{depth}_state_kernel": [tok_dtype] + [f32] * 4 + st * 3 + hid + [f32] * 5 + [NC, TP, BHN],
     }
 
 
@@ -184,7 +188,7 @@ class _MemoryFn(torch.autograd.Function):
         if split_kernels(depth, kernels):  # V6: state recurrence, then the query pass per chunk
             d2 = torch.empty(BHN, TP, D, device=q.device, dtype=torch.float32)
             LAST_COMPILED[f"fwd{depth}_state"] = fwd[0][(BHN,)](k, v, d2, ends, gn, sn, *snaps, NC, TP, **kw)
-            LAST_COMPILED[f"fwd{depth}_query"] = fwd[1][(BHN, NC)](q, k, d2, y, A, C, G, *snaps, NC, TP, **kw)
+            LAST_COMPILED[f"fwd{depth}_query"] = fwd[1][(NC, BHN)](q, k, d2, y, A, C, G, *snaps, NC, TP, **kw)
             extra = [d2]
         else:
             LAST_COMPILED[f"fwd{depth}"] = fwd[(BHN,)](q, k, v, y, A, C, G, ends, gn, sn, *snaps, NC, TP,
@@ -215,12 +219,12 @@ class _MemoryFn(torch.autograd.Function):
         if split_kernels(ctx.depth, ctx.kernels):  # V6: query-pass cotangents per chunk, then the chain
             (d2,) = extra
             part = [torch.empty(BHN, NC, *snap.shape[2:], device=q.device, dtype=f32) for snap in snaps]
-            dd1, dx1 = (torch.empty(BHN, TP, HD, device=q.device, dtype=f32) for _ in range(2))
-            LAST_COMPILED[f"bwd{ctx.depth}_query"] = bwd[0][(BHN, NC)](
-                q, k, d2, dy, A, C, G, *snaps, dq, dk, dv, dA, dC, dG, *part, dd1, dx1, NC, TP, **kw)
+            # L_M = 2: the query pass's dd1 and dx1 [BHN, TP, hidden], finished by the state kernel
+            hid = [torch.empty(BHN, TP, HD, device=q.device, dtype=f32) for _ in range(2 * (ctx.depth == 2))]
+            LAST_COMPILED[f"bwd{ctx.depth}_query"] = bwd[0][(NC, BHN)](
+                q, k, d2, dy, A, C, G, *snaps, dq, dk, dv, dA, dC, dG, *part, *hid, NC, TP, **kw)
             LAST_COMPILED[f"bwd{ctx.depth}_state"] = bwd[1][(BHN,)](
-                k, d2, ends, gn, sn, *snaps, *bufs, *part, dd1, dx1, dk, dv, dends, dgn, dsn, NC, TP, BHN,
-                **kw)
+                k, d2, ends, gn, sn, *snaps, *bufs, *part, *hid, dk, dv, dends, dgn, dsn, NC, TP, BHN, **kw)
             return (None, dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dA, dC, dG, dends, dgn, dsn,
                     *(b[0] for b in bufs))
         scratch = [torch.empty(BHN, *shape, device=q.device, dtype=f32) for shape in shapes]

@@ -11,6 +11,10 @@ Layouts (all contiguous, ``BHN = B*H``, ``NC`` chunks of ``N`` tokens, ``TP = NC
 tokens ``[BHN, TP, D]``; gate vectors ``[BHN, NC, N]``; G ``[BHN, NC, N, N]``; end scalars
 ``[BHN, NC, 4]`` = (A_n, c_n, E_n, 0); state snapshots ``[BHN, NC + 1, d_in, d_out]``;
 cotangent ping-pong buffers ``[2, BHN, d_in, d_out]``. See docs/kernel-notes.md for the algebra.
+
+Kernel version V6 (``TITANS_TRITON_KERNELS=v6``, the ``*_state_kernel`` / ``*_query_kernel``
+pairs at the end) splits each direction into a sequential state kernel (one program per
+(batch, head), chunk loop inside) and a query-pass kernel over a (chunk, batch·head) grid.
 """
 
 from __future__ import annotations
@@ -867,8 +871,8 @@ def fwd2_query_kernel(Q, K, D2, Y, AV, CV, GM, W1, S1, W2, S2, NC, TP,
                       ACT: tl.constexpr, PREC: tl.constexpr):
     """Query pass of the V6 forward, one program per (batch·head, chunk): y of the chunk's tokens
     from its start state (snapshot c) and its keys and residual d2 (dual form)."""
-    pid = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1).to(tl.int64)
+    c = tl.program_id(0).to(tl.int64)  # chunk on the first grid axis (up to 2³¹ - 1; the second has 65535)
+    pid = tl.program_id(1).to(tl.int64)
     rn = tl.arange(0, N)
     rd = tl.arange(0, D)
     rj = tl.arange(0, BH)
@@ -914,8 +918,8 @@ def bwd2_query_kernel(Q, K, D2, DY, AV, CV, GM, W1, S1, W2, S2,
     sign +) into DV; the query pass's contributions to the start-state cotangent into QW1, QS1,
     QW2, QS2 ``[BHN, NC, ...]``; dd1 and dx1 of the query pass into DD1, DX1 ``[BHN, TP, HD]``.
     The sequential ``bwd2_state_kernel`` adds the end-state terms and the delta chain."""
-    pid = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1).to(tl.int64)
+    c = tl.program_id(0).to(tl.int64)  # chunk on the first grid axis (up to 2³¹ - 1; the second has 65535)
+    pid = tl.program_id(1).to(tl.int64)
     rn = tl.arange(0, N)
     rd = tl.arange(0, D)
     rj = tl.arange(0, BH)
@@ -1102,4 +1106,152 @@ def bwd2_state_kernel(K, D2, ENDS, GN, SN, W1, S1, W2, S2, DW1, DS1, DW2, DS2,
         tl.store(DENDS + g * 4 + 2, tl.sum(ve, 0))
         tl.store(DGN + g * N + rn, dgn)
         tl.store(DSN + g * N + rn, dsn)
+        tl.debug_barrier()
+
+
+# ------------------------------------------------------------------- L_M = 1, V6 (split work)
+
+
+@triton.jit
+def fwd1_state_kernel(K, V, DR, ENDS, GN, SN, W, S, NC, TP,
+                      N: tl.constexpr, D: tl.constexpr, PREC: tl.constexpr):
+    """Sequential part of the V6 forward at L_M = 1: the residual d = k W - v (stored to DR) and
+    the end-of-chunk W and S (snapshot c + 1)."""
+    pid = tl.program_id(0).to(tl.int64)
+    rn = tl.arange(0, N)
+    rd = tl.arange(0, D)
+    nd = rn[:, None] * D + rd[None, :]
+    dd = rd[:, None] * D + rd[None, :]
+    DD = D * D
+    for c in range(NC):
+        tok = pid * TP * D + c * N * D
+        k = tl.load(K + tok + nd).to(tl.float32)
+        g = pid * NC + c
+        a_n = tl.load(ENDS + g * 4)
+        c_n = tl.load(ENDS + g * 4 + 1)
+        e_n = tl.load(ENDS + g * 4 + 2)
+        gn = tl.load(GN + g * N + rn)
+        sn = tl.load(SN + g * N + rn)
+        s_in = (pid * (NC + 1) + c) * DD
+        w = tl.load(W + s_in + dd)
+        s = tl.load(S + s_in + dd)
+        d = _dot(k, w, PREC) - tl.load(V + tok + nd).to(tl.float32)
+        tl.store(DR + tok + nd, d)
+        kt = tl.trans(k)
+        tl.store(W + s_in + DD + dd, a_n * w + c_n * s - _dot(kt, gn[:, None] * d, PREC))
+        tl.store(S + s_in + DD + dd, e_n * s - _dot(kt, sn[:, None] * d, PREC))
+        tl.debug_barrier()
+
+
+@triton.jit
+def fwd1_query_kernel(Q, K, DR, Y, AV, CV, GM, W, S, NC, TP,
+                      N: tl.constexpr, D: tl.constexpr, PREC: tl.constexpr):
+    """Query pass of the V6 forward at L_M = 1, one program per (batch·head, chunk):
+    y = A⊙(q W) + c⊙(q S) - (G⊙q kᵀ) d from the chunk-start state."""
+    c = tl.program_id(0).to(tl.int64)  # chunk on the first grid axis (up to 2³¹ - 1; the second has 65535)
+    pid = tl.program_id(1).to(tl.int64)
+    rn = tl.arange(0, N)
+    rd = tl.arange(0, D)
+    nd = rn[:, None] * D + rd[None, :]
+    nn = rn[:, None] * N + rn[None, :]
+    dd = rd[:, None] * D + rd[None, :]
+    tok = pid * TP * D + c * N * D
+    g = pid * NC + c
+    s_in = (pid * (NC + 1) + c) * D * D
+    q = tl.load(Q + tok + nd).to(tl.float32)
+    k = tl.load(K + tok + nd).to(tl.float32)
+    a = tl.load(AV + g * N + rn)
+    cc = tl.load(CV + g * N + rn)
+    m0 = tl.load(GM + g * N * N + nn) * _dot(q, tl.trans(k), PREC)
+    y = (a[:, None] * _dot(q, tl.load(W + s_in + dd), PREC)
+         + cc[:, None] * _dot(q, tl.load(S + s_in + dd), PREC) - _dot(m0, tl.load(DR + tok + nd), PREC))
+    tl.store(Y + tok + nd, y)
+
+
+@triton.jit
+def bwd1_query_kernel(Q, K, DR, DY, AV, CV, GM, W, S, DQ, DK, DV, DAV, DCV, DGM, QW, QS, NC, TP,
+                      N: tl.constexpr, D: tl.constexpr, PREC: tl.constexpr):
+    """Cotangents of the query pass at L_M = 1 (V6 backward), one program per (batch·head,
+    chunk): complete dq, dA, dc, dG; the query parts of dk (into DK) and dd (into DV, sign +);
+    the query pass's contributions to the start-state cotangent into QW, QS ``[BHN, NC, D, D]``."""
+    c = tl.program_id(0).to(tl.int64)  # chunk on the first grid axis (up to 2³¹ - 1; the second has 65535)
+    pid = tl.program_id(1).to(tl.int64)
+    rn = tl.arange(0, N)
+    rd = tl.arange(0, D)
+    nd = rn[:, None] * D + rd[None, :]
+    nn = rn[:, None] * N + rn[None, :]
+    dd = rd[:, None] * D + rd[None, :]
+    DD = D * D
+    tok = pid * TP * D + c * N * D
+    g = pid * NC + c
+    s_in = (pid * (NC + 1) + c) * DD
+    q_out = (pid * NC + c) * DD
+    q = tl.load(Q + tok + nd).to(tl.float32)
+    k = tl.load(K + tok + nd).to(tl.float32)
+    dy = tl.load(DY + tok + nd)
+    a = tl.load(AV + g * N + rn)
+    cc = tl.load(CV + g * N + rn)
+    gm = tl.load(GM + g * N * N + nn)
+    w = tl.load(W + s_in + dd)
+    s = tl.load(S + s_in + dd)
+    qk = _dot(q, tl.trans(k), PREC)
+    tl.store(DAV + g * N + rn, tl.sum(dy * _dot(q, w, PREC), 1))
+    tl.store(DCV + g * N + rn, tl.sum(dy * _dot(q, s, PREC), 1))
+    ady = a[:, None] * dy
+    cdy = cc[:, None] * dy
+    qt = tl.trans(q)
+    tl.store(QW + q_out + dd, _dot(qt, ady, PREC))
+    tl.store(QS + q_out + dd, _dot(qt, cdy, PREC))
+    dm0 = -_dot(dy, tl.trans(tl.load(DR + tok + nd)), PREC)
+    tl.store(DGM + g * N * N + nn, dm0 * qk)
+    tl.store(DV + tok + nd, -_dot(tl.trans(gm * qk), dy, PREC))
+    dqk = gm * dm0
+    tl.store(DQ + tok + nd, _dot(ady, tl.trans(w), PREC) + _dot(cdy, tl.trans(s), PREC) + _dot(dqk, k, PREC))
+    tl.store(DK + tok + nd, _dot(tl.trans(dqk), q, PREC))
+
+
+@triton.jit
+def bwd1_state_kernel(K, DR, ENDS, GN, SN, W, S, DW, DS, QW, QS, DK, DV, DENDS, DGN, DSN, NC, TP, BHN,
+                      N: tl.constexpr, D: tl.constexpr, PREC: tl.constexpr):
+    """Sequential part of the V6 backward at L_M = 1 (reverse chunk loop): end-state terms and
+    the keys forward d = k W - v, added to the query-pass partials of ``bwd1_query_kernel``."""
+    pid = tl.program_id(0).to(tl.int64)
+    rn = tl.arange(0, N)
+    rd = tl.arange(0, D)
+    nd = rn[:, None] * D + rd[None, :]
+    dd = rd[:, None] * D + rd[None, :]
+    DD = D * D
+    for i in range(NC):
+        c = NC - 1 - i
+        d_in = ((c + 1) % 2 * BHN + pid) * DD
+        d_out = ((c % 2) * BHN + pid) * DD
+        tok = pid * TP * D + c * N * D
+        g = pid * NC + c
+        a_n = tl.load(ENDS + g * 4)
+        c_n = tl.load(ENDS + g * 4 + 1)
+        e_n = tl.load(ENDS + g * 4 + 2)
+        gn = tl.load(GN + g * N + rn)
+        sn = tl.load(SN + g * N + rn)
+        s_in = (pid * (NC + 1) + c) * DD
+        q_in = (pid * NC + c) * DD
+        k = tl.load(K + tok + nd).to(tl.float32)
+        d = tl.load(DR + tok + nd)
+        w = tl.load(W + s_in + dd)
+        s = tl.load(S + s_in + dd)
+        dwe = tl.load(DW + d_in + dd)
+        dse = tl.load(DS + d_in + dd)
+        kdw = _dot(k, dwe, PREC)
+        kds = _dot(k, dse, PREC)
+        dd_ = tl.load(DV + tok + nd) - gn[:, None] * kdw - sn[:, None] * kds
+        tl.store(DGN + g * N + rn, -tl.sum(d * kdw, 1))
+        tl.store(DSN + g * N + rn, -tl.sum(d * kds, 1))
+        dk = (tl.load(DK + tok + nd) - _dot(gn[:, None] * d, tl.trans(dwe), PREC)
+              - _dot(sn[:, None] * d, tl.trans(dse), PREC) + _dot(dd_, tl.trans(w), PREC))
+        tl.store(DENDS + g * 4, tl.sum(tl.sum(dwe * w, 1), 0))
+        tl.store(DENDS + g * 4 + 1, tl.sum(tl.sum(dwe * s, 1), 0))
+        tl.store(DENDS + g * 4 + 2, tl.sum(tl.sum(dse * s, 1), 0))
+        tl.store(DW + d_out + dd, a_n * dwe + tl.load(QW + q_in + dd) + _dot(tl.trans(k), dd_, PREC))
+        tl.store(DS + d_out + dd, c_n * dwe + e_n * dse + tl.load(QS + q_in + dd))
+        tl.store(DK + tok + nd, dk)
+        tl.store(DV + tok + nd, -dd_)
         tl.debug_barrier()
