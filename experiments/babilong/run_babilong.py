@@ -92,6 +92,10 @@ def main() -> None:
     p.add_argument("--copy-fraction", type=float, default=0.0,
                    help="share of dense copy samples per batch (see run_niah.copy_example)")
     p.add_argument("--copy-len", type=int, default=128)
+    p.add_argument("--value-norm", choices=["none", "rms"], default=None,
+                   help="memory value normalisation (default: the library's, none)")
+    p.add_argument("--fill", choices=["pad", "lm"], default="pad",
+                   help="what follows a task sample up to the batch length: pad token or LM text")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--max-seconds", type=float, default=60.0, help="per-model training time cap")
     p.add_argument("--lr", type=float, default=2e-3)

@@ -59,6 +59,8 @@ def model_config(name: str, args: argparse.Namespace):
         memory["theta_max"] = args.theta_max
     if getattr(args, "alpha_init", None) is not None:
         memory["alpha_init"] = args.alpha_init
+    if getattr(args, "value_norm", None) is not None:
+        memory["value_norm"] = args.value_norm
     common = dict(vocab_size=256, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads,
                   attn_backend="sdpa", memory=memory)
     if name == "mac":
@@ -174,6 +176,10 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
         is_niah = torch.zeros(args.batch, T, dtype=torch.bool)
         is_answer = torch.zeros(args.batch, T, dtype=torch.bool)
         is_copy = torch.zeros(args.batch, T, dtype=torch.bool)
+        if args.fill == "lm":  # the unused tail of task samples: text, not one repeated token
+            for b in range(n_niah + n_copy):
+                o = int(nprng.integers(0, len(lm) - T - 1))
+                ids[b] = torch.from_numpy(lm[o:o + T].astype(np.int64))
         for b in range(args.batch):
             if b < n_niah:
                 seq, a = task[b]
@@ -270,6 +276,12 @@ def main() -> None:
                    "sample, every one asked after the haystack; test samples have one")
     p.add_argument("--alpha-init", type=float, default=None, help="memory forget gate at "
                    "initialisation (default: the library's)")
+    p.add_argument("--value-norm", choices=["none", "rms"], default=None,
+                   help="memory value normalisation (default: the library's, none)")
+    p.add_argument("--fill", choices=["pad", "lm"], default="pad",
+                   help="what follows a task sample up to the batch length (no loss there): the pad "
+                        "token repeated, or LM text (a run of one repeated token can make the deep "
+                        "memory diverge, docs/design.md)")
     p.add_argument("--copy-fraction", type=float, default=0.0,
                    help="fraction of each batch that is dense copy samples (random digits, repeated)")
     p.add_argument("--copy-len", type=int, default=128, help="longest copy sample (tokens)")

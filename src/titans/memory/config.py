@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from titans.ops.neural_memory.state import ACTIVATIONS
 
 OUTPUT_GATES = ("silu", "sigmoid", "none")
+VALUE_NORMS = ("none", "rms")
 
 
 def default_theta_max(depth: int, chunk_size: int, hidden_dim: int, theta_scale: float) -> float:
@@ -36,6 +37,10 @@ class NeuralMemoryConfig:
     momentum / weight_decay: ablation switches (False fixes η = 0 / α = 0).
     conv_kernel: causal depthwise conv after q/k/v (0 disables). output_gate: activation of the
     linear output gate applied after the output RMSNorm.
+    value_norm: ``"rms"`` RMS-normalises each head's value vector (unit RMS, no scale) before
+    the memory fits it; ``"none"`` (default) keeps the paper's raw values. Large values make the
+    deep memory's inner step diverge on runs of repeated tokens (docs/design.md, "Inner learning
+    rate bound"); the memory output is RMS-normalised anyway, so only the write strength changes.
     """
 
     d_model: int
@@ -55,6 +60,7 @@ class NeuralMemoryConfig:
     momentum: bool = True
     weight_decay: bool = True
     output_gate: str = "silu"
+    value_norm: str = "none"
     learn_init: bool = True
     norm_eps: float = 1e-6
 
@@ -86,6 +92,8 @@ class NeuralMemoryConfig:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.output_gate not in OUTPUT_GATES:
             raise ValueError(f"output_gate must be one of {OUTPUT_GATES}, got {self.output_gate!r}")
+        if self.value_norm not in VALUE_NORMS:
+            raise ValueError(f"value_norm must be one of {VALUE_NORMS}, got {self.value_norm!r}")
         if not self.theta_scale > 0:
             raise ValueError(f"theta_scale must be > 0, got {self.theta_scale!r}")
         if self.theta_max is None:

@@ -123,6 +123,8 @@ class NeuralMemory(nn.Module):
             proj = [o for o, _ in outs]
             new_tails = tuple(t for _, t in outs)
         q, k, v = (rearrange(F.silu(p), "b t (h d) -> b t h d", h=H) for p in proj)
+        if self.config.value_norm == "rms":
+            v = F.rms_norm(v.float(), (v.shape[-1],), eps=self.config.norm_eps).to(v.dtype)
         # Under autocast the ℓ2 norm runs in fp32 while v stays bf16: share one dtype.
         q, k = F.normalize(q, dim=-1).to(v.dtype), F.normalize(k, dim=-1).to(v.dtype)
         return q, k, v, new_tails
