@@ -123,8 +123,10 @@ V6_CASES = [  # depth, B, T, H, D, hidden, chunk, act, momentum
     (2, 1, 33, 3, 32, 64, 32, "relu", True),
     (2, 2, 64, 1, 16, 16, 16, "identity", True),  # whole chunks only
     (2, 1, 50, 2, 32, 64, 16, "gelu", False),  # no momentum state
+    (2, 1, 200, 2, 64, 128, 64, "gelu", True),  # the GPU's tiles: D 64, 64-column hidden tiles, chunk 64
     (1, 2, 40, 2, 16, None, 16, "gelu", True),
     (1, 1, 100, 1, 32, None, 32, "gelu", False),
+    (1, 1, 300, 1, 64, None, 128, "silu", True),
 ]
 
 
