@@ -214,19 +214,65 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
         ctx_loss = ce[ctx].mean() if ctx.any() else ce.new_zeros(())
         niah_loss = ce[is_answer].mean()
         loss = lm_loss + niah_loss + args.context_loss * ctx_loss + copy_loss
+        if getattr(args, "debug_nan", False) and not torch.isfinite(loss):
+            report_non_finite(model, ids, device)
+            break
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if getattr(args, "debug_nan", False) and not torch.isfinite(grad_norm):
+            bad = [n for n, p in model.named_parameters()
+                   if p.grad is not None and not torch.isfinite(p.grad).all()]
+            print(f"  step {step + 1}: finite loss {loss.item():.3f} but non-finite gradients in "
+                  f"{len(bad)} tensors: {bad[:12]}", flush=True)
+            break
         opt.step()
         step += 1
         if step % 10 == 0 or step == 1:
             log.append({"step": step, "lm_loss": lm_loss.item(), "niah_loss": niah_loss.item(),
                         "context_loss": ctx_loss.item(), "copy_loss": copy_loss.item(),
-                        "seconds": time.time() - start})
+                        "grad_norm": grad_norm.item(), "seconds": time.time() - start})
             print(f"  step {step} lm {lm_loss.item():.3f} niah {niah_loss.item():.3f} "
-                  f"ctx {ctx_loss.item():.3f} copy {copy_loss.item():.3f} ({time.time() - start:.0f}s)",
-                  flush=True)
+                  f"ctx {ctx_loss.item():.3f} copy {copy_loss.item():.3f} |g| {grad_norm.item():.2f} "
+                  f"({time.time() - start:.0f}s)", flush=True)
     return {"steps": step, "train_seconds": time.time() - start, "log": log}
+
+
+@torch.no_grad()
+def report_non_finite(model, ids: torch.Tensor, device) -> None:
+    """Print where a non-finite loss comes from: parameters that are already non-finite, else
+    the first module (in call order) whose output is, with its input and output ranges."""
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        print(f"  non-finite parameters: {bad[:10]}", flush=True)
+        return
+    found = []
+
+    def stats(x):
+        xs = [t for t in (x if isinstance(x, (tuple, list)) else (x,)) if torch.is_tensor(t)]
+        return [(tuple(t.shape), str(t.dtype), float(t.float().abs().nan_to_num(posinf=-1).max()))
+                for t in xs if t.is_floating_point()]
+
+    def hook(name):
+        def fn(module, inputs, output):
+            outs = output if isinstance(output, (tuple, list)) else (output,)
+            if not found and any(torch.is_tensor(o) and o.is_floating_point() and not torch.isfinite(o).all()
+                                 for o in outs):
+                found.append(name)
+                print(f"  first non-finite output: {name} ({type(module).__name__}); "
+                      f"inputs {stats(inputs)}; outputs {stats(output)}", flush=True)
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n]
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        model(ids)
+    for h in handles:
+        h.remove()
+    if not found:
+        print("  forward is finite on a re-run: the non-finite value is in the loss itself", flush=True)
+    for n, p in model.named_parameters():
+        if "memory_init" in n or "gate_proj" in n:
+            print(f"  {n}: max |.| {p.abs().max().item():.3g}", flush=True)
 
 
 @torch.no_grad()
@@ -278,6 +324,8 @@ def main() -> None:
                    "initialisation (default: the library's)")
     p.add_argument("--value-norm", choices=["none", "rms"], default=None,
                    help="memory value normalisation (default: the library's, none)")
+    p.add_argument("--debug-nan", action="store_true",
+                   help="on a non-finite loss, report where it comes from and stop training")
     p.add_argument("--fill", choices=["pad", "lm"], default="pad",
                    help="what follows a task sample up to the batch length (no loss there): the pad "
                         "token repeated, or LM text (a run of one repeated token can make the deep "
