@@ -449,11 +449,14 @@ def test_gpu_layer_auto_runs_triton_without_warnings(monkeypatch, expansion, chu
     (2, 2, 300, 2, 32, 128, 16), (1, 1, 1100, 2, 64, None, 64), (1, 2, 700, 3, 128, None, 128)])
 def test_gpu_v6_bf16_matches_v4_and_reference(monkeypatch, depth, B, T, H, D, hidden, chunk):
     """v6 on bf16 inputs over many chunks (the per-chunk grid of its query kernels) against v4
-    (same bf16 operand rounding) and float64: 3e-2 forward/state, 6e-2 gradients."""
+    (same bf16 operand rounding): 3e-2 forward/state, 6e-2 gradients; against float64: 6e-2 for
+    everything — the final state accumulates bf16-rounded products over up to 18 chunks (H200,
+    L2 T1100 D64 h256 n64: S1 3.9e-2 with v6 bit-identical to v4 in the forward, so v4 has the
+    same error)."""
     args, w, m = make_inputs(B, T, H, D, depth, hidden, device="cuda", dtype=torch.bfloat16)
     monkeypatch.setenv("TITANS_TRITON_KERNELS", "v6")
     got = run(args, w, m, chunk, "gelu", "triton")
     label = f"L{depth} T{T} D{D} h{hidden} n{chunk}"
     monkeypatch.setenv("TITANS_TRITON_KERNELS", "v4")
     compare(got, run(args, w, m, chunk, "gelu", "triton"), 3e-2, 6e-2, f"gpu v6 vs v4 {label}")
-    compare(got, run(args, w, m, chunk, "gelu", None, f64=True), 3e-2, 6e-2, f"gpu v6 bf16 vs f64 {label}")
+    compare(got, run(args, w, m, chunk, "gelu", None, f64=True), 6e-2, 6e-2, f"gpu v6 bf16 vs f64 {label}")
