@@ -256,11 +256,17 @@ GPU_CASES = [  # depth, D, hidden, chunk, T, act
     ("ieee", *GPU_CASES[0]), ("ieee", *GPU_CASES[3]), ("tf32", *GPU_CASES[3])])
 def test_gpu_fp32_matches_reference(monkeypatch, case):
     prec, depth, D, hidden, chunk, T, act = case
-    monkeypatch.setenv("TITANS_TRITON_PRECISION", prec)
     # ReLU memory: θ up to 0.5 makes its inner descent diverge (the reference too), and α up to
     # 0.2 over 260 tokens decays the weights to ~1e-11, where the sign of every pre-activation
-    # (hence σ') is rounding noise; keep it well conditioned.
+    # (hence σ') is rounding noise; keep it well conditioned. Even so, bf16 operands flip σ' of
+    # near-zero pre-activations and the state drifts: H200, v6, bf16 operands: W0 2.3e-1,
+    # S1 3.1e-1; the PyTorch path under CPU bf16 autocast on the same inputs: W0 1.6e-1,
+    # S0 5.4e-1, dW0 1.5e-1 — the conditioning of ReLU under bf16, not the kernel. So ReLU is
+    # checked with exact fp32 products (its tiles fit at chunk 16: ≤ 112 KiB shared memory).
     gates = {"theta_max": 0.05, "alpha_max": 0.01} if act == "relu" else {}
+    if act == "relu":
+        prec = "ieee"
+    monkeypatch.setenv("TITANS_TRITON_PRECISION", prec)
     args, w, m = make_inputs(2, T, 3, D, depth, hidden, device="cuda", **gates)
     got = run(args, w, m, chunk, act, "triton")
     ref = run(args, w, m, chunk, act, None, f64=True)
