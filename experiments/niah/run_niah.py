@@ -225,6 +225,7 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
                    if p.grad is not None and not torch.isfinite(p.grad).all()]
             print(f"  step {step + 1}: finite loss {loss.item():.3f} but non-finite gradients in "
                   f"{len(bad)} tensors: {bad[:12]}", flush=True)
+            locate_non_finite_backward(model, ids, tgt, device)
             break
         opt.step()
         step += 1
@@ -236,6 +237,36 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
                   f"ctx {ctx_loss.item():.3f} copy {copy_loss.item():.3f} |g| {grad_norm.item():.2f} "
                   f"({time.time() - start:.0f}s)", flush=True)
     return {"steps": step, "train_seconds": time.time() - start, "log": log}
+
+
+def locate_non_finite_backward(model, ids: torch.Tensor, tgt: torch.Tensor, device) -> None:
+    """Re-run forward and backward of the batch with a backward hook on every module and print
+    the first module (in backward order) whose output gradient is finite but whose input
+    gradient is not: the operation where the gradient overflows."""
+    events = []
+
+    def finite(ts):
+        return all(torch.isfinite(t).all().item() for t in ts if torch.is_tensor(t))
+
+    def hook(name):
+        def fn(module, grad_input, grad_output):
+            events.append((name, type(module).__name__, finite(grad_output), finite(grad_input),
+                           [float(t.float().abs().nan_to_num(nan=-1.0, posinf=-1.0).max())
+                            for t in grad_output if torch.is_tensor(t)]))
+        return fn
+
+    handles = [m.register_full_backward_hook(hook(n)) for n, m in model.named_modules() if n]
+    model.zero_grad(set_to_none=True)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        logits = model(ids).logits.float()
+    F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100).backward()
+    for h in handles:
+        h.remove()
+    first = next((e for e in events if e[2] and not e[3]), None)
+    bad_out = next((e for e in events if not e[2]), None)
+    print(f"  backward: first module with finite output grad but non-finite input grad: {first}; "
+          f"first module with non-finite output grad: {bad_out}", flush=True)
+    model.zero_grad(set_to_none=True)
 
 
 @torch.no_grad()
