@@ -28,6 +28,7 @@ def test_presets_and_file(tmp_path):
     ("beta1", 1.0), ("beta2", -0.1), ("eps", 0.0), ("grad_clip", 0.0), ("eval_interval", -1),
     ("eval_batches", 0), ("log_interval", 0), ("ckpt_interval", -5), ("keep_checkpoints", 0), ("seed", -1),
     ("device", "tpu"), ("precision", "fp16"), ("parallel", "zero3"), ("compile", "yes"), ("progress", 1),
+    ("nonfinite_grads", "ignore"), ("max_skipped_steps", 0),
     ("val_fraction", 0.0), ("val_fraction", 0.9), ("train_data", "/no/such/path"), ("val_data", 3),
     ("tokenizer", "/no/tokenizer.json"), ("stop_after", 500), ("threads", 0), ("max_train_tokens", 1),
     ("model", ""), ("model_overrides", [1]), ("sample_tokens", -1),

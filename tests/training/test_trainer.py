@@ -103,3 +103,50 @@ def test_user_text_folder_with_split_and_bpe(tmp_path):
     s = train(cfg, print_fn=lambda *a: None)
     assert s["val_after"]["bpb"] > 0 and s["val_after"]["tokens"] == 64  # eval_batches × batch_size × seq_len
     assert (resolve_checkpoint(tmp_path / "run") / "tokenizer.json").exists()
+
+
+def _poison_gradients(trainer: Trainer, at_calls: set[int]) -> None:
+    """Make the embedding's gradient NaN on the given (1-based) backward passes."""
+    calls = {"n": 0}
+    weight = next(p for n, p in trainer.model.named_parameters() if "embed" in n)
+
+    def hook(grad):
+        calls["n"] += 1
+        return grad * float("nan") if calls["n"] in at_calls else grad
+
+    weight.register_hook(hook)
+
+
+def test_non_finite_gradient_raises_before_the_update(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, max_steps=4), print_fn=lambda *a: None)
+    _poison_gradients(trainer, {2})
+    trainer.train_step()
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    with pytest.raises(FloatingPointError, match="gradient norm nan at step 2"):
+        trainer.train_step()
+    for n, p in trainer.model.named_parameters():
+        assert torch.equal(p, before[n]), n  # the optimizer never saw the NaN gradient
+
+
+def test_non_finite_gradient_skip_drops_the_update_and_continues(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, max_steps=6, nonfinite_grads="skip"), print_fn=lambda *a: None)
+    _poison_gradients(trainer, {2})
+    trainer.train_step()
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train_step()  # skipped: weights unchanged, step and data move on
+    assert trainer.step == 2 and trainer.skipped_steps == 1
+    for n, p in trainer.model.named_parameters():
+        assert torch.equal(p, before[n]), n
+    trainer.train_step()  # finite again: updated
+    assert trainer.consecutive_skips == 0
+    assert any(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters())
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_too_many_consecutive_skips_raise(tmp_path):
+    cfg = tiny_config(tmp_path, max_steps=6, nonfinite_grads="skip", max_skipped_steps=2)
+    trainer = Trainer(cfg, print_fn=lambda *a: None)
+    _poison_gradients(trainer, {1, 2})
+    trainer.train_step()
+    with pytest.raises(FloatingPointError, match="2 consecutive steps"):
+        trainer.train_step()

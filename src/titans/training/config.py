@@ -16,6 +16,7 @@ from typing import Any
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 PARALLEL = ("ddp", "fsdp")
+NONFINITE_GRADS = ("raise", "skip")
 
 # Training defaults per model size. The paper's recipe (lr 4e-4, weight decay 0.1, 4K length,
 # 0.5M tokens a step) for the large presets; smaller, faster settings for tiny/small.
@@ -40,6 +41,10 @@ class TrainConfig:
     train_data/val_data: file or folder (text, jsonl(.gz), token .npy/.bin); None = the embedded
     corpus. Without val_data, the last ``val_fraction`` of the training tokens is held out.
     stop_after: stop (with a checkpoint) after this step while keeping the max_steps schedule.
+    nonfinite_grads: what a step whose gradient norm is inf/NaN does (the loss can be finite
+    while the backward overflows): ``raise`` (default) stops before the optimizer touches the
+    weights; ``skip`` drops the update (the data and the schedule move on) and stops only after
+    ``max_skipped_steps`` consecutive skips.
     """
 
     model: str = "tiny-mac"
@@ -64,6 +69,8 @@ class TrainConfig:
     beta2: float = 0.95
     eps: float = 1e-8
     grad_clip: float = 1.0
+    nonfinite_grads: str = "raise"
+    max_skipped_steps: int = 10
     eval_interval: int = 100
     eval_batches: int = 8
     log_interval: int = 10
@@ -186,6 +193,8 @@ class TrainConfig:
         check_float("beta2", 0.0, 1.0, hi_open=True)
         check_float("eps", 0.0, 1.0, lo_open=True)
         check_float("grad_clip", 0.0, float("inf"), lo_open=True)
+        check_choice("nonfinite_grads", NONFINITE_GRADS)
+        check_int("max_skipped_steps", 1)
         check_int("eval_interval", 0)
         check_int("eval_batches", 1)
         check_int("log_interval", 1)

@@ -121,6 +121,8 @@ class Trainer:
                                            fused=self.info.device.type == "cuda" or None)
         self.step = 0
         self.tokens_seen = 0
+        self.skipped_steps = 0  # updates dropped for a non-finite gradient (nonfinite_grads="skip")
+        self.consecutive_skips = 0
         if self.ckpt is not None:
             state = load_training_state(self.ckpt, self.model, self.optimizer)
             self.step, self.tokens_seen = int(state["step"]), int(state["tokens"])
@@ -188,7 +190,12 @@ class Trainer:
                 (loss / self.accum).backward()
             total += loss.detach() / self.accum
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
+        grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+        if torch.isfinite(grad_norm):  # the same on every rank: gradients are reduced first
+            self.optimizer.step()
+            self.consecutive_skips = 0
+        else:
+            self._non_finite_gradient(float(grad_norm), float(D.all_reduce_mean(total)), lr)
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens_seen += cfg.global_batch * cfg.seq_len
@@ -196,7 +203,25 @@ class Trainer:
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"training loss became {loss_value} at step {self.step}; lower lr "
                                      f"(now {lr:.3g}) or grad_clip")
-        return loss_value, float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+        return loss_value, float(grad_norm)
+
+    def _non_finite_gradient(self, norm: float, loss: float, lr: float) -> None:
+        """Handle a step whose gradient norm is ``norm`` (inf/NaN) per ``cfg.nonfinite_grads``."""
+        cfg, step = self.cfg, self.step + 1
+        if cfg.nonfinite_grads == "raise":
+            raise FloatingPointError(
+                f"gradient norm {norm} at step {step} (loss {loss:.4g}): the weights were not updated; "
+                f"lower lr (now {lr:.3g}), or set nonfinite_grads='skip' to drop such steps")
+        self.skipped_steps += 1
+        self.consecutive_skips += 1
+        if self.info.is_main:
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"step {step}: gradient norm {norm} (loss {loss:.4g}); update skipped "
+                       f"({self.consecutive_skips} in a row, {self.skipped_steps} in this run)")
+        if self.consecutive_skips >= cfg.max_skipped_steps:
+            raise FloatingPointError(f"{self.consecutive_skips} consecutive steps with non-finite gradients "
+                                     f"(max_skipped_steps={cfg.max_skipped_steps}) at step {step}")
 
     def save(self) -> Path:
         state = {"step": self.step, "tokens": self.tokens_seen, "sampler": self.sampler.state_dict(),
