@@ -143,6 +143,23 @@ def copy_example(rng: random.Random, max_len: int) -> tuple[list[int], int]:
     return chars + [ord("|")] + chars, n + 1
 
 
+def embedded_copy_example(rng: random.Random, lm: np.ndarray, max_len: int) -> tuple[list[int], int]:
+    """(ids, cue end) of a copy sample that needs content-based recall: LM text of random length
+    with a random alphanumeric string S (16–40 bytes) inserted at a random place, then the first
+    6 bytes of S as a cue and the rest of S (the loss is on the rest). Unlike ``copy_example``
+    the source is not at the sequence start and no separator marks the repeat, so a positional
+    rule cannot solve it: the model must find the cue in the text, as S-NIAH's answer must find
+    its key."""
+    m, cue = rng.randint(16, 40), 6
+    chars = [rng.choice(_ALNUM) for _ in range(m)]
+    n_text = rng.randint(max(8, max_len // 4), max(8, max_len - m - cue - 1))
+    o = rng.randrange(0, len(lm) - n_text - 1)
+    text = lm[o:o + n_text].tolist()
+    at = rng.randint(0, len(text))
+    ids = text[:at] + chars + text[at:] + chars[:cue] + chars[cue:]
+    return ids, len(ids) - (m - cue) - 1
+
+
 def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
     """Train on batches of ``round(batch * niah_fraction)`` task samples from ``make_example``
     (loss on the answer; ``context_loss`` weights an LM loss on their prompt tokens) and LM text.
@@ -168,7 +185,8 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
         for _ in range(n_niah):
             task.append(make_example(rng, counter))
             counter += 1
-        copies = [copy_example(rng, args.copy_len) for _ in range(n_copy)]
+        copies = [copy_example(rng, args.copy_len) if getattr(args, "copy_mode", "plain") == "plain"
+                  else embedded_copy_example(rng, lm, args.copy_len) for _ in range(n_copy)]
         # Task samples may exceed the nominal length (a bAbI story alone can); the batch grows.
         T = max([args.train_len + 48] + [len(seq) for seq, _ in task + copies])
         ids = torch.full((args.batch, T), PAD, dtype=torch.long)
@@ -364,6 +382,9 @@ def main() -> None:
     p.add_argument("--copy-fraction", type=float, default=0.0,
                    help="fraction of each batch that is dense copy samples (random digits, repeated)")
     p.add_argument("--copy-len", type=int, default=128, help="longest copy sample (tokens)")
+    p.add_argument("--copy-mode", choices=["plain", "embedded"], default="plain",
+                   help="plain: string | string; embedded: a string inside LM text, recalled from "
+                        "a 6-byte cue at the end (needs content-based recall)")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--max-seconds", type=float, default=50.0, help="per-model training time cap")
     p.add_argument("--lr", type=float, default=2e-3)
