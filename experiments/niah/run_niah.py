@@ -152,7 +152,7 @@ def embedded_copy_example(rng: random.Random, lm: np.ndarray, max_len: int) -> t
     its key."""
     m, cue = rng.randint(16, 40), 6
     chars = [rng.choice(_ALNUM) for _ in range(m)]
-    n_text = rng.randint(max(8, max_len // 4), max(8, max_len - m - cue - 1))
+    n_text = rng.randint(max(8, max_len // 4), max(8, max_len - 2 * m))  # + S inside + S at the end
     o = rng.randrange(0, len(lm) - n_text - 1)
     text = lm[o:o + n_text].tolist()
     at = rng.randint(0, len(text))

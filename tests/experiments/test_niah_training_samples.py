@@ -1,0 +1,80 @@
+"""The S-NIAH training-sample builders of ``experiments/niah/run_niah.py``: every supervised
+span is exactly the text the model must recall (a wrong offset trains nothing, silently)."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from titans.evaluation.niah import NIAHGenerator
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def run_niah():
+    spec = importlib.util.spec_from_file_location("run_niah", ROOT / "experiments/niah/run_niah.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["run_niah"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def haystack(tmp_path_factory) -> Path:
+    rng = random.Random(0)
+    words = "the river ran past old stone walls while evening light fell on quiet fields".split()
+    path = tmp_path_factory.mktemp("hay") / "books.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        for _ in range(3):
+            text = " ".join(" ".join(rng.choice(words) for _ in range(12)).capitalize() + "."
+                            for _ in range(400))
+            fh.write(json.dumps({"text": text}) + "\n")
+    return path
+
+
+def test_copy_example_supervises_the_repeat(run_niah):
+    ids, a = run_niah.copy_example(random.Random(1), 64)
+    n = (len(ids) - 1) // 2
+    assert ids[n] == ord("|") and ids[:n] == ids[n + 1:]
+    assert a == n + 1  # targets from position a on are ids[a + 1:]: the repeat after its first byte
+
+
+def test_embedded_copy_example_recalls_the_string_from_its_cue(run_niah):
+    lm = np.frombuffer(b"Plain text without any capitals or digits in it at all. " * 100, dtype=np.uint8)
+    for seed in range(20):
+        ids, a = run_niah.embedded_copy_example(random.Random(seed), lm, 300)
+        target = bytes(ids[a + 1:])  # what the loss covers
+        cue = bytes(ids[a - 5:a + 1])
+        source = cue + target
+        assert len(cue) == 6 and 10 <= len(target) <= 34
+        body = bytes(ids[:a - 5])
+        assert body.count(source) == 1  # the whole string sits once in the text before the cue
+        assert len(ids) <= 300
+
+
+def test_multi_needle_spans_are_the_answers(run_niah, haystack):
+    gen = NIAHGenerator(run_niah.TOK.encode, seed=3, haystack_path=haystack)
+    ids, spans = run_niah.multi_needle_example(gen, random.Random(2), 1500, 4, ["number"])
+    text = bytes(ids).decode()
+    assert len(spans) == 4
+    for lo, hi in spans:
+        answer = bytes(ids[lo:hi]).decode()
+        assert answer.startswith(" ") and answer.endswith(".")
+        value = answer[1:-1]
+        assert value.isdigit() and text.count(f"is: {value}.") == 2  # the needle and the answer
+
+
+def test_single_needle_answer_follows_the_prompt(run_niah, haystack):
+    gen = NIAHGenerator(run_niah.TOK.encode, seed=3, haystack_path=haystack)
+    ids, a = run_niah.niah_example(gen, random.Random(5), 800, 0, ["passkey"])
+    value = bytes(ids[a:]).decode()[1:-1]
+    prompt = bytes(ids[:a]).decode()
+    assert value.isdigit() and prompt.count(value) == 1 and prompt.endswith("is:")
