@@ -94,6 +94,8 @@ def main() -> None:
     p.add_argument("--copy-len", type=int, default=128)
     p.add_argument("--value-norm", choices=["none", "rms"], default=None,
                    help="memory value normalisation (default: the library's, none)")
+    p.add_argument("--eta-max", type=float, default=None,
+                   help="memory momentum bound η ≤ eta_max (default: the library's, 1)")
     p.add_argument("--fill", choices=["pad", "lm"], default="pad",
                    help="what follows a task sample up to the batch length: pad token or LM text")
     p.add_argument("--steps", type=int, default=2000)

@@ -61,6 +61,9 @@ def model_config(name: str, args: argparse.Namespace):
         memory["alpha_init"] = args.alpha_init
     if getattr(args, "value_norm", None) is not None:
         memory["value_norm"] = args.value_norm
+    if getattr(args, "eta_max", None) is not None:
+        memory["eta_max"] = args.eta_max
+        memory["eta_init"] = min(0.6, args.eta_max / 2)
     common = dict(vocab_size=256, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads,
                   attn_backend="sdpa", memory=memory)
     if name == "mac":
@@ -243,6 +246,7 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
                    if p.grad is not None and not torch.isfinite(p.grad).all()]
             print(f"  step {step + 1}: finite loss {loss.item():.3f} but non-finite gradients in "
                   f"{len(bad)} tensors: {bad[:12]}", flush=True)
+            report_non_finite(model, ids, device)
             locate_non_finite_backward(model, ids, tgt, device)
             break
         opt.step()
@@ -277,6 +281,10 @@ def locate_non_finite_backward(model, ids: torch.Tensor, tgt: torch.Tensor, devi
     model.zero_grad(set_to_none=True)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         logits = model(ids).logits.float()
+    bad = ~torch.isfinite(logits).all(-1)
+    scored = tgt != -100
+    print(f"  positions with non-finite logits: {int(bad.sum())} ({int((bad & scored).sum())} of them "
+          f"scored); first at (row, position) {bad.nonzero()[:3].tolist()}", flush=True)
     F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100).backward()
     for h in handles:
         h.remove()
@@ -313,8 +321,22 @@ def report_non_finite(model, ids: torch.Tensor, device) -> None:
         return fn
 
     handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n]
+    gates = {}
+
+    def gate_hook(name):
+        def fn(module, inputs, output):  # θ/θ_max, η/η_max, α logits per head: [B, T, 3H]
+            th, et, al = torch.sigmoid(output.float()).chunk(3, dim=-1)
+            g = gates.setdefault(name, [0.0, 0.0, 1.0])
+            g[0], g[1] = max(g[0], th.max().item()), max(g[1], et.max().item())
+            g[2] = min(g[2], al.min().item())
+        return fn
+
+    handles += [m.register_forward_hook(gate_hook(n)) for n, m in model.named_modules()
+                if n.endswith("memory.gate_proj")]
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         model(ids)
+    for name, (th, et, al) in gates.items():
+        print(f"  {name}: max θ/θ_max {th:.3f}, max η/η_max {et:.4f}, min α {al:.2e}", flush=True)
     for h in handles:
         h.remove()
     if not found:
@@ -373,6 +395,8 @@ def main() -> None:
                    "initialisation (default: the library's)")
     p.add_argument("--value-norm", choices=["none", "rms"], default=None,
                    help="memory value normalisation (default: the library's, none)")
+    p.add_argument("--eta-max", type=float, default=None,
+                   help="memory momentum bound η ≤ eta_max (default: the library's, 1)")
     p.add_argument("--debug-nan", action="store_true",
                    help="on a non-finite loss, report where it comes from and stop training")
     p.add_argument("--fill", choices=["pad", "lm"], default="pad",

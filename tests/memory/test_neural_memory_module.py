@@ -125,7 +125,7 @@ def test_learns_to_recall_in_context():
     ({"num_heads": 3}, "num_heads"), ({"depth": 0}, "depth"), ({"chunk_size": 0}, "chunk_size"),
     ({"activation": "tanh"}, "activation"), ({"output_gate": "relu"}, "output_gate"),
     ({"eta_init": 1.0}, "eta_init"), ({"theta_max": -1.0}, "theta_max"), ({"conv_kernel": -1}, "conv_kernel"),
-    ({"value_norm": "l2"}, "value_norm"),
+    ({"value_norm": "l2"}, "value_norm"), ({"eta_max": 1.5}, "eta_max"), ({"eta_max": 0.5}, "eta_init"),
 ])
 def test_config_errors(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -185,17 +185,18 @@ def test_default_theta_bound_keeps_deep_memory_stable(chunk, hidden):
     assert _weight_growth(2, chunk, hidden, 8 * theta) > 1e6
 
 
-def _module_growth(value_norm: str, value_scale: float) -> float:
+def _module_growth(value_norm: str, value_scale: float, eta_max: float = 1.0,
+                   eta_logit: float = math.log(0.9 / 0.1)) -> float:
     """Weight growth of a deep-memory layer fed one token repeated 640 times with saturated gates
     (θ = θ_max, η = 0.9, α = 0) and the value projection scaled by ``value_scale``: the failure
     seen in training when a batch is padded with one repeated token and values have grown."""
     torch.manual_seed(0)
     cfg = NeuralMemoryConfig(d_model=32, num_heads=1, depth=2, hidden_dim=64, chunk_size=16,
-                             value_norm=value_norm)
+                             value_norm=value_norm, eta_max=eta_max, eta_init=min(0.6, eta_max / 2))
     m = NeuralMemory(cfg).double()
     with torch.no_grad():
         m.gate_proj.weight.zero_()
-        m.gate_proj.bias.copy_(torch.tensor([20.0, math.log(0.9 / 0.1), -20.0], dtype=torch.float64))
+        m.gate_proj.bias.copy_(torch.tensor([20.0, eta_logit, -20.0], dtype=torch.float64))
         m.v_proj.weight.mul_(value_scale)
     x = torch.randn(1, 1, 32, dtype=torch.float64).expand(2, 16 * 40, 32)
     _, cache = m(x)
@@ -211,3 +212,13 @@ def test_value_norm_keeps_repeated_tokens_stable():
     assert _module_growth("none", 30.0) > 1e6
     for scale in (1.0, 30.0):
         assert _module_growth("rms", scale) < 10
+
+
+def test_eta_max_keeps_saturated_gates_stable():
+    """The gates a run of one repeated token drove a MAC layer to in training (θ = θ_max, η → 1,
+    α → 0; docs/design.md): the deep memory diverges even with normalised values; bounding η at
+    0.9 keeps it bounded."""
+    saturated = 20.0  # η = eta_max · σ(20)
+    assert _module_growth("rms", 1.0, eta_max=1.0, eta_logit=saturated) > 1e5  # measured 9.5e5
+    assert _module_growth("rms", 1.0, eta_max=0.9, eta_logit=saturated) < 10  # measured 6.6
+    assert _module_growth("rms", 30.0, eta_max=0.9, eta_logit=saturated) < 10  # measured 6.5

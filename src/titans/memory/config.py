@@ -34,6 +34,9 @@ class NeuralMemoryConfig:
     docs/design.md, "Inner learning rate bound".
     theta_init, eta_init, alpha_init: gate values at initialisation (set through the projection
     biases), θ's as a fraction of theta_max.
+    eta_max: bound of the momentum η_t = eta_max · sigmoid(·) (default 1: the paper's (0, 1)).
+    With η → 1, θ at its bound and no decay — what a run of one repeated token can drive the
+    gates to — the inner step diverges (docs/design.md); 0.9 keeps it bounded.
     momentum / weight_decay: ablation switches (False fixes η = 0 / α = 0).
     conv_kernel: causal depthwise conv after q/k/v (0 disables). output_gate: activation of the
     linear output gate applied after the output RMSNorm.
@@ -56,6 +59,7 @@ class NeuralMemoryConfig:
     theta_scale: float = 2.0
     theta_init: float = 0.1
     eta_init: float = 0.6
+    eta_max: float = 1.0
     alpha_init: float = 0.01
     momentum: bool = True
     weight_decay: bool = True
@@ -105,6 +109,10 @@ class NeuralMemoryConfig:
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise ValueError(f"{name} must lie in (0, 1), got {value!r}")
+        if not 0.0 < self.eta_max <= 1.0:
+            raise ValueError(f"eta_max must lie in (0, 1], got {self.eta_max!r}")
+        if not self.eta_init < self.eta_max:
+            raise ValueError(f"eta_init ({self.eta_init!r}) must be below eta_max ({self.eta_max!r})")
 
     @property
     def layer_dims(self) -> list[int]:

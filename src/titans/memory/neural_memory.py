@@ -105,8 +105,8 @@ class NeuralMemory(nn.Module):
         self.memory_init = nn.ParameterList(nn.Parameter(w, requires_grad=c.learn_init) for w in init)
         with torch.no_grad():
             nn.init.normal_(self.gate_proj.weight, 0.0, 0.02)
-            self.gate_proj.bias.copy_(torch.tensor(
-                [_logit(c.theta_init)] * H + [_logit(c.eta_init)] * H + [_logit(c.alpha_init)] * H))
+            biases = [_logit(c.theta_init), _logit(c.eta_init / c.eta_max), _logit(c.alpha_init)]
+            self.gate_proj.bias.copy_(torch.tensor([b for b in biases for _ in range(H)]))
 
     # ------------------------------------------------------------------ pieces
     def initial_state(self) -> MemoryState:
@@ -134,7 +134,7 @@ class NeuralMemory(nn.Module):
         logits = self.gate_proj(x).float()
         th, et, al = logits.chunk(3, dim=-1)  # [B, T, H] each
         theta = c.theta_max * torch.sigmoid(th)
-        eta = torch.sigmoid(et) if c.momentum else torch.zeros_like(et)
+        eta = c.eta_max * torch.sigmoid(et) if c.momentum else torch.zeros_like(et)
         alpha = torch.sigmoid(al) if c.weight_decay else torch.zeros_like(al)
         return theta, eta, alpha
 
