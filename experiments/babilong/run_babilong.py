@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "niah"))
-from run_niah import PAD, TOK, lm_tokens, model_config, train  # noqa: E402
+from run_niah import PAD, TOK, add_training_options, lm_tokens, model_config, train  # noqa: E402
 
 from titans.evaluation.babilong import TASKS, BabilongGenerator  # noqa: E402
 from titans.evaluation.niah import teacher_forced_exact_match  # noqa: E402
@@ -89,15 +89,7 @@ def main() -> None:
     p.add_argument("--context-loss", type=float, default=0.0)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--niah-fraction", type=float, default=0.75, help="share of bAbI samples per batch")
-    p.add_argument("--copy-fraction", type=float, default=0.0,
-                   help="share of dense copy samples per batch (see run_niah.copy_example)")
-    p.add_argument("--copy-len", type=int, default=128)
-    p.add_argument("--value-norm", choices=["none", "rms"], default=None,
-                   help="memory value normalisation (default: the library's, none)")
-    p.add_argument("--eta-max", type=float, default=None,
-                   help="memory momentum bound η ≤ eta_max (default: the library's, 1)")
-    p.add_argument("--fill", choices=["pad", "lm"], default="pad",
-                   help="what follows a task sample up to the batch length: pad token or LM text")
+    add_training_options(p)
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--max-seconds", type=float, default=60.0, help="per-model training time cap")
     p.add_argument("--lr", type=float, default=2e-3)

@@ -57,11 +57,11 @@ def model_config(name: str, args: argparse.Namespace):
     memory = {"chunk_size": args.chunk, "expansion": args.expansion}
     if args.theta_max is not None:
         memory["theta_max"] = args.theta_max
-    if getattr(args, "alpha_init", None) is not None:
+    if args.alpha_init is not None:
         memory["alpha_init"] = args.alpha_init
-    if getattr(args, "value_norm", None) is not None:
+    if args.value_norm is not None:
         memory["value_norm"] = args.value_norm
-    if getattr(args, "eta_max", None) is not None:
+    if args.eta_max is not None:
         memory["eta_max"] = args.eta_max
         memory["eta_init"] = min(0.6, args.eta_max / 2)
     common = dict(vocab_size=256, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads,
@@ -188,7 +188,7 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
         for _ in range(n_niah):
             task.append(make_example(rng, counter))
             counter += 1
-        copies = [copy_example(rng, args.copy_len) if getattr(args, "copy_mode", "plain") == "plain"
+        copies = [copy_example(rng, args.copy_len) if args.copy_mode == "plain"
                   else embedded_copy_example(rng, lm, args.copy_len) for _ in range(n_copy)]
         # Task samples may exceed the nominal length (a bAbI story alone can); the batch grows.
         T = max([args.train_len + 48] + [len(seq) for seq, _ in task + copies])
@@ -235,13 +235,13 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
         ctx_loss = ce[ctx].mean() if ctx.any() else ce.new_zeros(())
         niah_loss = ce[is_answer].mean()
         loss = lm_loss + niah_loss + args.context_loss * ctx_loss + copy_loss
-        if getattr(args, "debug_nan", False) and not torch.isfinite(loss):
+        if args.debug_nan and not torch.isfinite(loss):
             report_non_finite(model, ids, device)
             break
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        if getattr(args, "debug_nan", False) and not torch.isfinite(grad_norm):
+        if args.debug_nan and not torch.isfinite(grad_norm):
             bad = [n for n, p in model.named_parameters()
                    if p.grad is not None and not torch.isfinite(p.grad).all()]
             print(f"  step {step + 1}: finite loss {loss.item():.3f} but non-finite gradients in "
@@ -370,6 +370,29 @@ def test(model, args, gen: NIAHGenerator, device, deadline: float = math.inf) ->
     return records
 
 
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    """Memory and batch-mix options of :func:`model_config` and :func:`train`, shared with
+    ``experiments/babilong/run_babilong.py``."""
+    p.add_argument("--alpha-init", type=float, default=None, help="memory forget gate at "
+                   "initialisation (default: the library's)")
+    p.add_argument("--value-norm", choices=["none", "rms"], default=None,
+                   help="memory value normalisation (default: the library's, none)")
+    p.add_argument("--eta-max", type=float, default=None,
+                   help="memory momentum bound η ≤ eta_max (default: the library's, 1)")
+    p.add_argument("--debug-nan", action="store_true",
+                   help="on a non-finite loss, report where it comes from and stop training")
+    p.add_argument("--fill", choices=["pad", "lm"], default="pad",
+                   help="what follows a task sample up to the batch length (no loss there): the pad "
+                        "token repeated, or LM text (a run of one repeated token can make the deep "
+                        "memory diverge, docs/design.md)")
+    p.add_argument("--copy-fraction", type=float, default=0.0,
+                   help="fraction of each batch that is dense copy samples (see --copy-mode)")
+    p.add_argument("--copy-len", type=int, default=128, help="longest copy sample (tokens)")
+    p.add_argument("--copy-mode", choices=["plain", "embedded"], default="plain",
+                   help="plain: string | string; embedded: a string inside LM text, recalled from "
+                        "a 6-byte cue at the end (needs content-based recall)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["transformer", "swa", "mac", "lmm"])
@@ -391,24 +414,7 @@ def main() -> None:
     p.add_argument("--niah-fraction", type=float, default=0.75)
     p.add_argument("--needles", type=int, default=1, help="needles (distinct keys) per training "
                    "sample, every one asked after the haystack; test samples have one")
-    p.add_argument("--alpha-init", type=float, default=None, help="memory forget gate at "
-                   "initialisation (default: the library's)")
-    p.add_argument("--value-norm", choices=["none", "rms"], default=None,
-                   help="memory value normalisation (default: the library's, none)")
-    p.add_argument("--eta-max", type=float, default=None,
-                   help="memory momentum bound η ≤ eta_max (default: the library's, 1)")
-    p.add_argument("--debug-nan", action="store_true",
-                   help="on a non-finite loss, report where it comes from and stop training")
-    p.add_argument("--fill", choices=["pad", "lm"], default="pad",
-                   help="what follows a task sample up to the batch length (no loss there): the pad "
-                        "token repeated, or LM text (a run of one repeated token can make the deep "
-                        "memory diverge, docs/design.md)")
-    p.add_argument("--copy-fraction", type=float, default=0.0,
-                   help="fraction of each batch that is dense copy samples (random digits, repeated)")
-    p.add_argument("--copy-len", type=int, default=128, help="longest copy sample (tokens)")
-    p.add_argument("--copy-mode", choices=["plain", "embedded"], default="plain",
-                   help="plain: string | string; embedded: a string inside LM text, recalled from "
-                        "a 6-byte cue at the end (needs content-based recall)")
+    add_training_options(p)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--max-seconds", type=float, default=50.0, help="per-model training time cap")
     p.add_argument("--lr", type=float, default=2e-3)

@@ -155,6 +155,12 @@ def both_runs(got, ref):
     return [(k, got[i][k], ref[i][k]) for i in (0, 1) for k in ref[i]]
 
 
+def assert_bit_identical(got, ref, label=""):
+    """Every output and gradient of two ``run`` results equal bit for bit."""
+    for name, a, b in both_runs(got, ref):
+        assert torch.equal(a, b), f"{label} {name}: differs by {rel_err(a, b):.1e}"
+
+
 @interp
 @pytest.mark.parametrize("depth,B,T,H,D,hidden,chunk,act,momentum", V6_CASES)
 def test_interpreter_v7_bf16_bit_identical_to_v6_and_near_reference(monkeypatch, depth, B, T, H, D, hidden,
@@ -174,8 +180,7 @@ def test_interpreter_v7_bf16_bit_identical_to_v6_and_near_reference(monkeypatch,
     monkeypatch.setenv("TITANS_TRITON_KERNELS", "v6")
     v6 = run(args, w, m, chunk, act, "triton")
     label = f"interp bf16 v7 L{depth} B{B} T{T} H{H} D{D} h{hidden} n{chunk} {act}"
-    for name, a, b in both_runs(got, v6):
-        assert torch.equal(a, b), f"{label} {name}: v7 differs from v6 by {rel_err(a, b):.1e}"
+    assert_bit_identical(got, v6, f"{label} v7 vs v6")
     if act != "relu":
         tol = 1e-1 if act == "identity" else None  # a linear memory amplifies the rounding (v6 in fp32: 7×)
         compare(got, run(args, w, m, chunk, act, None, f64=True), tol or 3e-2, tol or 6e-2, label)
@@ -197,8 +202,7 @@ def test_interpreter_v7_is_v6_without_bf16_operands(monkeypatch, depth, B, T, H,
     monkeypatch.setenv("TITANS_TRITON_KERNELS", "v7")
     got = run(args, w, m, chunk, act, "triton")
     monkeypatch.setenv("TITANS_TRITON_KERNELS", "v6")
-    for name, a, b in both_runs(got, run(args, w, m, chunk, act, "triton")):
-        assert torch.equal(a, b), name
+    assert_bit_identical(got, run(args, w, m, chunk, act, "triton"), "v7 vs v6 (ieee)")
     compare(got, run(args, w, m, chunk, act, None, f64=True), 1e-5, 1e-5, f"interp ieee v7 L{depth}")
     # bf16: forward under v7, backward with the environment switched to v4
     monkeypatch.setenv("TITANS_TRITON_PRECISION", "bf16")

@@ -191,15 +191,15 @@ class Trainer:
             total += loss.detach() / self.accum
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+        loss_value = float(D.all_reduce_mean(total))
         if torch.isfinite(grad_norm):  # the same on every rank: gradients are reduced first
             self.optimizer.step()
             self.consecutive_skips = 0
         else:
-            self._non_finite_gradient(float(grad_norm), float(D.all_reduce_mean(total)), lr)
+            self._non_finite_gradient(float(grad_norm), loss_value, lr)
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens_seen += cfg.global_batch * cfg.seq_len
-        loss_value = float(D.all_reduce_mean(total))
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"training loss became {loss_value} at step {self.step}; lower lr "
                                      f"(now {lr:.3g}) or grad_clip")
