@@ -74,10 +74,9 @@ def op_flops(depth: int, T: int, BH: int, N: int, D: int, Hd: int,
     """Matmul FLOPs the Triton forward and backward kernels execute (recomputation included),
     counted from the code: units of 2·N·D·Hd, 2·N·N·Hd and 2·N·N·D per chunk and head.
     v6 (split kernels): L_M = 2 forward 8 (state) + 6 (query) N·D·Hd, 2 N·N·Hd, 2 N·N·D; backward
-    17 (state) + 12 (query) N·D·Hd, 6 N·N·Hd, 6 N·N·D; L_M = 1 backward 12 N·D·D + 5 N·N·D.
-    v7 executes exactly v6's products (only the snapshots' storage type differs)."""
+    17 (state) + 12 (query) N·D·Hd, 6 N·N·Hd, 6 N·N·D; L_M = 1 backward 12 N·D·D + 5 N·N·D."""
     chunks = BH * (-(-T // N))
-    if kernels in ("v6", "v7"):
+    if kernels == "v6":
         if depth == 1:
             return ((5 * 2 * N * D * D + 2 * 2 * N * N * D) * chunks,
                     (12 * 2 * N * D * D + 5 * 2 * N * N * D) * chunks)
@@ -101,20 +100,14 @@ def op_bytes(depth: int, T: int, BH: int, N: int, D: int, Hd: int, tok_bytes: in
     v6 moves more: the query kernels read the snapshots once more (forward and backward), the
     residual d2 is written and read back, the backward's query-pass partials of the start-state
     cotangent (one state's worth per chunk) are written and read, and at L_M = 2 the per-token
-    dd1, dx1 ``[T, Hd]`` are written, read, rewritten and read again.
-
-    v7 (bf16 operands): the forward state kernel also writes a bf16 copy of each chunk-start
-    snapshot (½ state a chunk) and both query kernels read that copy instead of the fp32
-    snapshot (½ state each instead of 1): forward 2 + ½ + ½ = 3 states a chunk (as v6), backward
-    6 − ½ = 5½."""
+    dd1, dx1 ``[T, Hd]`` are written, read, rewritten and read again."""
     nc = -(-T // N)
     state = 2 * (D * D if depth == 1 else 2 * D * Hd) * 4  # W and S of every layer
     gates = (N * N + 4 * N + 4) * 4
-    if kernels in ("v6", "v7"):
+    if kernels == "v6":
         hid = Hd if depth == 2 else 0
-        b_state = 6 * state - (state // 2 if kernels == "v7" else 0)
         f = BH * (T * D * (3 * tok_bytes + 4 + 2 * 4) + nc * (3 * state + gates))
-        b = BH * (T * D * (4 * tok_bytes + 3 * 4 + 2 * 4) + 32 * T * hid + nc * (b_state + 2 * gates))
+        b = BH * (T * D * (4 * tok_bytes + 3 * 4 + 2 * 4) + 32 * T * hid + nc * (6 * state + 2 * gates))
         return f, b
     f = BH * (T * D * (3 * tok_bytes + 4) + nc * (2 * state + gates))
     b = BH * (T * D * (4 * tok_bytes + 3 * 4) + nc * (3 * state + 2 * gates))
@@ -339,8 +332,7 @@ def resources(kernels: str = "") -> None:
 
     ``kernels``: comma-separated versions to report ("" = the historical v2/v4 table; "v6" = the
     split V6 kernels at D 64 / hidden 256 / chunk 64 and 128, D 128 / hidden 256 and 512 /
-    chunk 64; "v7" = the same kernels with V7's bf16 snapshot copies: the forward state kernel
-    with ``SNAP16`` and bf16 copy pointers, the query kernels with bf16 snapshot pointers)."""
+    chunk 64)."""
     import inspect
     import subprocess
     import tempfile
@@ -362,30 +354,23 @@ def resources(kernels: str = "") -> None:
             c = dict(N=N, D=64, HD=256, BH=bh, ACT=0, PREC=prec)
             configs += [(K.fwd2_kernel, c), (K.bwd2_kernel, c), (K.bwd2r_kernel, c)]
     shapes = [(64, 256, 64), (64, 256, 128), (128, 256, 64), (128, 512, 64)]  # D, hidden, chunk
-    def split(v: str, fs, c: dict) -> list:  # V6/V7 kernels (state fwd, query fwd, query bwd, state bwd)
-        snap16 = v == "v7"
-        bf16 = {n: "*bf16" for n in ("W", "S", "W1", "S1", "W2", "S2")} if snap16 else {}
-        return [(fs[0], c | {"SNAP16": snap16}, {n + "B": "*bf16" for n in bf16}), (fs[1], c, bf16),
-                (fs[2], c, bf16), (fs[3], c, {})]
-
     for v in versions:
         for D, HD, N in shapes:
             c = dict(N=N, D=D, HD=HD, BH=64, ACT=0, PREC="bf16")
-            if v in ("v6", "v7"):
-                configs += split(v, (K.fwd2_state_kernel, K.fwd2_query_kernel, K.bwd2_query_kernel,
-                                     K.bwd2_state_kernel), c)
+            if v == "v6":
+                configs += [(K.fwd2_state_kernel, c), (K.fwd2_query_kernel, c),
+                            (K.bwd2_query_kernel, c), (K.bwd2_state_kernel, c)]
             elif v in ("v2", "v4", "v5"):
                 configs += [(K.fwd2_kernel, c), ({"v2": K.bwd2_kernel, "v4": K.bwd2r_kernel,
                                                   "v5": K.bwd2s_kernel}[v], c)]
-    for v in ("v6", "v7"):  # L_M = 1
-        if v in versions:
-            for D, N in [(64, 64), (64, 128), (128, 64), (128, 128)]:
-                configs += split(v, (K.fwd1_state_kernel, K.fwd1_query_kernel, K.bwd1_query_kernel,
-                                     K.bwd1_state_kernel), dict(N=N, D=D, PREC="bf16"))
-    for fn, consts, *types in configs:
-        types = tok | (types[0] if types else {})
+    if "v6" in versions:  # L_M = 1
+        for D, N in [(64, 64), (64, 128), (128, 64), (128, 128)]:
+            c = dict(N=N, D=D, PREC="bf16")
+            configs += [(K.fwd1_state_kernel, c), (K.fwd1_query_kernel, c),
+                        (K.bwd1_query_kernel, c), (K.bwd1_state_kernel, c)]
+    for fn, consts in configs:
         names = list(inspect.signature(fn.fn).parameters)
-        sig = {n: "constexpr" if n in consts else "i32" if n in ("NC", "TP", "BHN") else types.get(n, "*fp32")
+        sig = {n: "constexpr" if n in consts else "i32" if n in ("NC", "TP", "BHN") else tok.get(n, "*fp32")
                for n in names}
         k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts),
                            target=GPUTarget("cuda", 90, 32), options={"num_warps": 8, "num_stages": 1})
@@ -396,11 +381,9 @@ def resources(kernels: str = "") -> None:
         info = " | ".join(ln.split("info    : ")[-1].strip() for ln in out.splitlines()
                           if "Used" in ln or "spill" in ln)
         os.unlink(f.name)
-        shown = {key: consts[key] for key in ("N", "D", "HD", "BH", "PREC", "SNAP16") if key in consts}
+        shown = {key: consts[key] for key in ("N", "D", "HD", "BH", "PREC") if key in consts}
         fit = "fits" if k.metadata.shared <= 232448 else "DOES NOT FIT 227 KiB"
-        snaps = "bf16 snapshots" if "*bf16" in [sig.get(n) for n in ("W", "W1", "WB", "W1B")] else ""
-        print(f"{fn.fn.__name__:<18} {snaps:<14} {shown} shared {k.metadata.shared} B ({fit}) | {info}",
-              flush=True)
+        print(f"{fn.fn.__name__:<18} {shown} shared {k.metadata.shared} B ({fit}) | {info}", flush=True)
 
 
 def plot(path: str, depth_from: str | None = None) -> None:

@@ -8,10 +8,6 @@ the gradient of every input under random cotangents on all outputs). Tolerances:
 - GPU, fp32 inputs, ``tf32`` dots (small tiles only): 2e-2 forward/state, 5e-2 gradients.
 - GPU, fp32 or bf16 inputs, bf16 dot operands (the default) with fp32 accumulation and state,
   reference on the same input values: 3e-2 / 6e-2 (seen 2e-3 – 8e-3).
-- CPU, Triton interpreter, bf16 dot operands (``function._patch_interpreter`` makes the
-  interpreter's bf16 dots and fp32 → bf16 casts behave as on the GPU): the same 3e-2 / 6e-2
-  (seen 2.4e-3 – 2e-2; a linear memory 5.8e-2, allowed 1e-1).
-- Kernel version v7 against v6: bit-identical (same bf16 operands, same products).
 
 The interpreter tests skip when ``triton`` is not importable (it is no package dependency) and
 on CUDA machines (the GPU tests cover the compiled kernels there).
@@ -150,75 +146,6 @@ def test_interpreter_v6_matches_reference_and_v4(monkeypatch, depth, B, T, H, D,
     compare(got, run(args, w, m, chunk, act, "triton"), 1e-5, 1e-5, "interp v6 vs v4")
 
 
-def both_runs(got, ref):
-    """(name, a, b) of every output and gradient of two ``run`` results."""
-    return [(k, got[i][k], ref[i][k]) for i in (0, 1) for k in ref[i]]
-
-
-def assert_bit_identical(got, ref, label=""):
-    """Every output and gradient of two ``run`` results equal bit for bit."""
-    for name, a, b in both_runs(got, ref):
-        assert torch.equal(a, b), f"{label} {name}: differs by {rel_err(a, b):.1e}"
-
-
-@interp
-@pytest.mark.parametrize("depth,B,T,H,D,hidden,chunk,act,momentum", V6_CASES)
-def test_interpreter_v7_bf16_bit_identical_to_v6_and_near_reference(monkeypatch, depth, B, T, H, D, hidden,
-                                                                     chunk, act, momentum):
-    """Kernel version v7 (query kernels read bf16 copies of the snapshots) with bf16 operands:
-    every output and gradient bit-identical to v6 (the query kernels use the snapshot values only
-    as dot operands, which v6 rounds to bf16 in the same way), and within the GPU's bf16
-    tolerances of float64 (3e-2 / 6e-2; seen ≤ 2e-2; a linear memory 5.8e-2, allowed 1e-1).
-    ReLU is not compared with float64 under bf16 operands (its σ' flips on near-zero
-    pre-activations: S0 5.5e-1 even with the GPU test's gentle gates, as on the GPU and on the
-    PyTorch path under bf16 autocast; see docs/kernel-notes.md V6) — only with v6."""
-    monkeypatch.setenv("TITANS_TRITON_PRECISION", "bf16")
-    torch.manual_seed(0)
-    args, w, m = make_inputs(B, T, H, D, depth, hidden, momentum=momentum)
-    monkeypatch.setenv("TITANS_TRITON_KERNELS", "v7")
-    got = run(args, w, m, chunk, act, "triton")
-    monkeypatch.setenv("TITANS_TRITON_KERNELS", "v6")
-    v6 = run(args, w, m, chunk, act, "triton")
-    label = f"interp bf16 v7 L{depth} B{B} T{T} H{H} D{D} h{hidden} n{chunk} {act}"
-    assert_bit_identical(got, v6, f"{label} v7 vs v6")
-    if act != "relu":
-        tol = 1e-1 if act == "identity" else None  # a linear memory amplifies the rounding (v6 in fp32: 7×)
-        compare(got, run(args, w, m, chunk, act, None, f64=True), tol or 3e-2, tol or 6e-2, label)
-
-
-@interp
-@pytest.mark.parametrize("depth,B,T,H,D,hidden,chunk,act,momentum", [V6_CASES[1], V6_CASES[7]])
-def test_interpreter_v7_is_v6_without_bf16_operands(monkeypatch, depth, B, T, H, D, hidden, chunk, act,
-                                                    momentum):
-    """Under exact fp32 products (ieee) v7 runs v6 (fp32 snapshots for the query kernels):
-    bit-identical to v6 and within 1e-5 of float64; and a v7 forward keeps its bf16 copies for
-    its backward even if TITANS_TRITON_KERNELS changes in between (bf16 operands)."""
-    from titans.ops.neural_memory.triton.function import snapshots16
-
-    assert not snapshots16("v7", "ieee") and not snapshots16("v7", "tf32") and snapshots16("v7", "bf16")
-    monkeypatch.setenv("TITANS_TRITON_PRECISION", "ieee")
-    torch.manual_seed(0)
-    args, w, m = make_inputs(B, T, H, D, depth, hidden, momentum=momentum)
-    monkeypatch.setenv("TITANS_TRITON_KERNELS", "v7")
-    got = run(args, w, m, chunk, act, "triton")
-    monkeypatch.setenv("TITANS_TRITON_KERNELS", "v6")
-    assert_bit_identical(got, run(args, w, m, chunk, act, "triton"), "v7 vs v6 (ieee)")
-    compare(got, run(args, w, m, chunk, act, None, f64=True), 1e-5, 1e-5, f"interp ieee v7 L{depth}")
-    # bf16: forward under v7, backward with the environment switched to v4
-    monkeypatch.setenv("TITANS_TRITON_PRECISION", "bf16")
-    state_in = (*w, *(m or ()))
-    leaves = [t.detach().clone().requires_grad_() for t in (*args, *state_in)]
-    grads = {}
-    for first, second in (("v7", "v4"), ("v6", "v6")):
-        monkeypatch.setenv("TITANS_TRITON_KERNELS", first)
-        state = MemoryState(tuple(leaves[6:6 + depth]), tuple(leaves[6 + depth:]) if m else None)
-        y, st = neural_memory(*leaves[:6], state, chunk_size=chunk, activation=act, backend="triton")
-        monkeypatch.setenv("TITANS_TRITON_KERNELS", second)
-        grads[first] = torch.autograd.grad(y.sum() + st.weights[-1].sum(), leaves)
-    for a, b in zip(grads["v7"], grads["v6"]):
-        assert torch.equal(a, b)
-
-
 @interp
 def test_interpreter_backward_uses_the_forward_kernel_version(monkeypatch):
     """The backward runs the version its forward ran (v6 saves the residual d2 for it), even if
@@ -239,27 +166,21 @@ def test_interpreter_backward_uses_the_forward_kernel_version(monkeypatch):
 
 
 @interp
-@pytest.mark.parametrize("snap16", [False, True])
-def test_v6_v7_probe_argument_types_match_the_kernels(snap16):
-    """The device probe compiles the v6 (v7: ``snap16``) kernels with the launches' argument
-    types: one per runtime parameter, token dtype exactly on the q/k/v pointers (fp16 tokens
-    here), bf16 exactly on v7's snapshot copies (the query kernels' W/S, the state kernel's W*B)."""
+def test_v6_probe_argument_types_match_the_kernels():
+    """The device probe compiles the v6 kernels with the launches' argument types: one per
+    runtime parameter, token dtype exactly on the q/k/v pointers."""
     import inspect
 
     from titans.ops.neural_memory.triton import kernels as K
     from titans.ops.neural_memory.triton.function import _split_arg_types
 
     for depth in (1, 2):
-        for name, types in _split_arg_types(depth, torch.float16, 5, 320, 6, snap16).items():
+        for name, types in _split_arg_types(depth, torch.bfloat16, 5, 320, 6).items():
             params = [p for p in inspect.signature(getattr(K, name).fn).parameters
-                      if p not in ("N", "D", "HD", "BH", "ACT", "PREC", "SNAP16")]
+                      if p not in ("N", "D", "HD", "BH", "ACT", "PREC")]
             assert len(params) == len(types), name
-            tok = [p for p, t in zip(params, types) if t == torch.float16]
+            tok = [p for p, t in zip(params, types) if t == torch.bfloat16]
             assert tok == [p for p in params if p in "QKV"], name
-            copies = [p for p, t in zip(params, types) if t == torch.bfloat16]
-            snaps = [p for p in params if p in ("W", "S", "W1", "S1", "W2", "S2")]
-            want = ([p + "B" for p in snaps] if "state" in name else snaps) if snap16 else []
-            assert copies == (want if "bwd" not in name or "query" in name else []), name
 
 
 @interp
@@ -447,7 +368,7 @@ def test_select_backend_falls_back_when_resources_fail(monkeypatch):
 
 
 @gpu
-@pytest.mark.parametrize("kernels", ["v2", "v4", "v5", "v6", "v7"])
+@pytest.mark.parametrize("kernels", ["v2", "v4", "v5", "v6"])
 @pytest.mark.parametrize("case", [GPU_CASES[i] for i in (2, 3, 5, 10)])
 def test_gpu_kernel_versions_match_reference(monkeypatch, kernels, case):
     """Every kernel version (TITANS_TRITON_KERNELS, docs/kernel-notes.md) on L_M = 2 cases."""
@@ -462,7 +383,7 @@ def test_gpu_kernel_versions_match_reference(monkeypatch, kernels, case):
 
 
 @gpu
-@pytest.mark.parametrize("kernels", ["v4", "v6", "v7"])
+@pytest.mark.parametrize("kernels", ["v4", "v6"])
 @pytest.mark.parametrize("depth,D,chunk", [(d, D, 128) for d in (1, 2) for D in (16, 32, 64, 128)]
                          + [(2, 128, 64)])
 def test_gpu_auto_support_matrix_builds(monkeypatch, kernels, depth, D, chunk):
@@ -545,28 +466,3 @@ def test_gpu_v6_bf16_matches_v4_and_reference(monkeypatch, depth, B, T, H, D, hi
     monkeypatch.setenv("TITANS_TRITON_KERNELS", "v4")
     compare(got, run(args, w, m, chunk, "gelu", "triton"), 3e-2, 6e-2, f"gpu v6 vs v4 {label}")
     compare(got, run(args, w, m, chunk, "gelu", None, f64=True), 6e-2, 6e-2, f"gpu v6 bf16 vs f64 {label}")
-
-
-@gpu
-@pytest.mark.parametrize("depth,B,T,H,D,hidden,chunk", [
-    (2, 1, 1100, 2, 64, 256, 64), (2, 2, 700, 3, 128, 512, 64), (2, 1, 1000, 1, 64, 256, 128),
-    (2, 2, 300, 2, 32, 128, 16), (1, 1, 1100, 2, 64, None, 64), (1, 2, 700, 3, 128, None, 128)])
-def test_gpu_v7_bf16_bit_identical_to_v6_and_near_reference(monkeypatch, depth, B, T, H, D, hidden, chunk):
-    """v7 on bf16 inputs (bf16 operands, the default): every output and gradient bit-identical
-    to v6 — the query kernels get the same bf16 operands (rounded to nearest even once in the
-    state kernel instead of in every query kernel) for the same products, as in the interpreter;
-    a failure here means the compiler ordered a product's accumulation differently for bf16
-    loads — then the v7-vs-v6 difference printed is the measurement — and against float64 the
-    v6 tolerance 6e-2."""
-    args, w, m = make_inputs(B, T, H, D, depth, hidden, device="cuda", dtype=torch.bfloat16)
-    monkeypatch.setenv("TITANS_TRITON_KERNELS", "v7")
-    got = run(args, w, m, chunk, "gelu", "triton")
-    label = f"L{depth} T{T} D{D} h{hidden} n{chunk}"
-    monkeypatch.setenv("TITANS_TRITON_KERNELS", "v6")
-    v6 = run(args, w, m, chunk, "gelu", "triton")
-    diff = {name: rel_err(a, b) for name, a, b in both_runs(got, v6) if not torch.equal(a, b)}
-    shown = " ".join(f"{k}={v:.1e}" for k, v in diff.items()) or "bit-identical"
-    print(f"\ngpu v7 vs v6 {label}: {shown}")
-    ref = run(args, w, m, chunk, "gelu", None, f64=True)
-    compare(got, ref, 6e-2, 6e-2, f"gpu v7 bf16 vs f64 {label}")
-    assert not diff, f"v7 differs from v6: {diff}"

@@ -23,17 +23,9 @@ PRECISIONS = ("auto", "bf16", "tf32", "ieee")
 
 
 def _patch_interpreter() -> None:
-    """Interpreter-only fixes of Triton 3.6's CPU interpreter (``TRITON_INTERPRET=1``):
-
-    - a loop bound passed as a kernel argument becomes a 1-element array that NumPy 2 refuses
-      to ``int()``; index it explicitly;
-    - bf16 values are held as their uint16 bit patterns, and ``tl.dot`` multiplies those bit
-      patterns as integers: widen bf16 operands to fp32 first (exact, C-ordered), so a bf16 dot
-      is an fp32 product of the bf16 values with fp32 accumulation, as on the GPU;
-    - fp32 → bf16 casts truncate, where the GPU (and torch) round to nearest even: round to
-      nearest even, so the interpreter's bf16 operands are the GPU's (NaN payloads aside)."""
+    """Triton 3.6's CPU interpreter turns a loop bound passed as a kernel argument into a
+    1-element array that NumPy 2 refuses to ``int()``; index it explicitly (interpreter only)."""
     import numpy as np
-    import triton.language as tl
     import triton.runtime.interpreter as interp
 
     if getattr(interp, "_titans_patched", False):
@@ -45,28 +37,6 @@ def _patch_interpreter() -> None:
         scope.set_attr(tensor, "__index__", lambda self: int(np.asarray(self.handle.data).reshape(-1)[0]))
 
     interp._patch_lang_tensor = patched
-    builder = interp.InterpreterBuilder
-    original_dot, original_cast = builder.create_dot, builder.cast_impl
-
-    def widen(h):
-        if h.dtype.scalar != tl.bfloat16:
-            return h
-        # C order: NumPy's float32 matmul may round differently for a transposed (F-order)
-        # operand, and a transposed bf16 load must give the same product as a cast one
-        bits = np.ascontiguousarray(h.data).astype(np.uint32) << np.uint32(16)
-        return interp.TensorHandle(bits.view(np.float32), tl.float32)
-
-    def create_dot(self, a, b, d, input_precision, max_num_imprecise_acc):
-        return original_dot(self, widen(a), widen(b), d, input_precision, max_num_imprecise_acc)
-
-    def cast_impl(self, src, dst_type):
-        if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.bfloat16:
-            bits = np.ascontiguousarray(src.data, dtype=np.float32).view(np.uint32)
-            rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
-            return interp.TensorHandle(rounded.astype(np.uint16), tl.bfloat16)
-        return original_cast(self, src, dst_type)
-
-    builder.create_dot, builder.cast_impl = create_dot, cast_impl
     interp._titans_patched = True
 
 
@@ -99,20 +69,16 @@ def _launch_opts(D: int, N: int) -> dict:
     return {"num_warps": warps, "num_stages": 1}
 
 
-# kernel versions (docs/kernel-notes.md); TITANS_TRITON_KERNELS picks one
-VARIANTS = ("v6", "v7", "v4", "v2", "v5")
+VARIANTS = ("v6", "v4", "v2", "v5")  # kernel versions (docs/kernel-notes.md); TITANS_TRITON_KERNELS picks one
 
 
 def variant() -> str:
     """Kernel version (docs/kernel-notes.md), environment ``TITANS_TRITON_KERNELS``: ``v6``
     (default; L_M = 1 and 2: forward and backward each split into a sequential state kernel and
     a query-pass kernel with one program per (batch·head, chunk); 1.3–1.8× faster than v4 at
-    L_M = 2, ~1.7× the activation memory), ``v7`` (v6 whose query kernels read bf16 copies of
-    the state snapshots, written by the forward state kernel; bf16 operands only — under
-    ``tf32``/``ieee`` it runs v6; bit-identical to v6), ``v4`` (one program per (batch, head)
-    with the chunk loop inside; smaller live set), ``v2`` (the first one), ``v5`` (main backward
-    pass split in two) — v2/v4/v5 differ only in the L_M = 2 backward. All compute the same
-    outputs."""
+    L_M = 2, ~1.7× the activation memory), ``v4`` (one program per (batch, head) with the chunk
+    loop inside; smaller live set), ``v2`` (the first one), ``v5`` (main backward pass split in
+    two) — v2/v4/v5 differ only in the L_M = 2 backward. All compute the same outputs."""
     v = os.environ.get("TITANS_TRITON_KERNELS", "v6")
     if v not in VARIANTS:
         raise ValueError(f"TITANS_TRITON_KERNELS must be one of {VARIANTS}, got {v!r}")
@@ -122,14 +88,7 @@ def variant() -> str:
 def split_kernels(kernels: str | None = None) -> bool:
     """Whether the split V6 kernels run (sequential state kernel + query-pass kernel over
     (batch·head, chunk)) under kernel version ``kernels`` (default: :func:`variant`); both depths."""
-    return (kernels or variant()) in ("v6", "v7")
-
-
-def snapshots16(kernels: str, prec: str) -> bool:
-    """Whether the query kernels read bf16 copies of the state snapshots (V7): only with bf16
-    operands, where the query kernels round every snapshot value to bf16 anyway; under
-    ``tf32``/``ieee`` v7 is v6."""
-    return kernels == "v7" and prec == "bf16"
+    return (kernels or variant()) == "v6"
 
 
 def _config(depth: int, N: int, D: int, HD: int, act: str, prec: str, kernels: str | None = None
@@ -155,21 +114,18 @@ def _config(depth: int, N: int, D: int, HD: int, act: str, prec: str, kernels: s
     return K.fwd2_kernel, K.bwd2r_kernel, kw, [(N, HD), (N, HD), (2, N, N)]
 
 
-def _split_arg_types(depth: int, tok_dtype: torch.dtype, NC: int, TP: int, BHN: int,
-                     snap16: bool = False) -> dict[str, list]:
-    """Argument types (and integer values) of the split V6/V7 kernels, as launched; ``snap16``:
-    V7's bf16 snapshot copies (written by the forward state kernel, read by the query kernels)."""
+def _split_arg_types(depth: int, tok_dtype: torch.dtype, NC: int, TP: int, BHN: int) -> dict[str, list]:
+    """Argument types (and integer values) of the split V6 kernels, as launched."""
     f32 = torch.float32
     st = [f32] * (2 * depth)  # per layer W, S (snapshots, cotangents, query-pass partials)
-    qst = [torch.bfloat16 if snap16 else f32] * (2 * depth)  # the snapshots the query kernels read
     hid = [f32] * (2 if depth == 2 else 0)  # DD1 DX1
     return {
-        # K V | D2 ENDS GN SN | snapshots | their bf16 copies (v6: the fp32 snapshots again, unused)
-        f"fwd{depth}_state_kernel": [tok_dtype] * 2 + [f32] * 4 + st + qst + [NC, TP],
+        # K V | D2 ENDS GN SN | snapshots
+        f"fwd{depth}_state_kernel": [tok_dtype] * 2 + [f32] * 4 + st + [NC, TP],
         # Q K | D2 Y A C G | snapshots
-        f"fwd{depth}_query_kernel": [tok_dtype] * 2 + [f32] * 5 + qst + [NC, TP],
+        f"fwd{depth}_query_kernel": [tok_dtype] * 2 + [f32] * 5 + st + [NC, TP],
         # Q K | D2 DY A C G | snapshots | DQ DK DV DA DC DG | partials | DD1 DX1
-        f"bwd{depth}_query_kernel": [tok_dtype] * 2 + [f32] * 5 + qst + [f32] * 6 + st + hid + [NC, TP],
+        f"bwd{depth}_query_kernel": [tok_dtype] * 2 + [f32] * 5 + st + [f32] * 6 + st + hid + [NC, TP],
         # K | D2 ENDS GN SN | snapshots | cotangents | partials | DD1 DX1 | DK DV DENDS DGN DSN
         f"bwd{depth}_state_kernel": [tok_dtype] + [f32] * 4 + st * 3 + hid + [f32] * 5 + [NC, TP, BHN],
     }
@@ -185,11 +141,9 @@ def probe(depth: int, N: int, D: int, HD: int, act: str, prec: str, tok_dtype: t
     land in Triton's cache and the launch that follows reuses them (no extra compile)."""
     fwd, bwd, kw, scratch = _config(depth, N, D, HD, act, prec)
     if split_kernels():
-        snap16 = snapshots16(variant(), prec)
-        types = _split_arg_types(depth, tok_dtype, NC, TP, BHN, snap16)
-        todo = [("forward", fwd[0], types[fwd[0].fn.__name__], {"SNAP16": snap16}),
-                ("forward", fwd[1], types[fwd[1].fn.__name__], {})]
-        todo += [("backward", k, types[k.fn.__name__], {}) for k in bwd] if backward else []
+        types = _split_arg_types(depth, tok_dtype, NC, TP, BHN)
+        todo = [("forward", k, types[k.fn.__name__]) for k in fwd]
+        todo += [("backward", k, types[k.fn.__name__]) for k in bwd] if backward else []
     else:
         f32 = torch.float32
         n_state = 2 * depth
@@ -198,10 +152,10 @@ def probe(depth: int, N: int, D: int, HD: int, act: str, prec: str, tok_dtype: t
         # | scratch
         bwd_args = [tok_dtype] * 3 + [f32] * 7 + [f32] * (2 * n_state) + [f32] * 9
         bwd_args += [f32] * len(scratch) + [NC, TP, BHN]
-        todo = [("forward", fwd, fwd_args, {})] + ([("backward", bwd, bwd_args, {})] if backward else [])
-    for name, kernel, args, extra_kw in todo:
+        todo = [("forward", fwd, fwd_args)] + ([("backward", bwd, bwd_args)] if backward else [])
+    for name, kernel, args in todo:
         try:
-            compiled = kernel.warmup(*args, grid=(1,), **extra_kw, **kw)
+            compiled = kernel.warmup(*args, grid=(1,), **kw)
             compiled._init_handles()  # raises OutOfResources (shared memory, threads) on this device
         except Exception as e:  # noqa: BLE001 - any failure to build or load means: do not use it
             return f"{name} kernel does not build for this device: {type(e).__name__}: {str(e)[:200]}"
@@ -233,15 +187,9 @@ class _MemoryFn(torch.autograd.Function):
         extra = []
         if split_kernels(kernels):  # V6: state recurrence, then the query pass per chunk
             d2 = torch.empty(BHN, TP, D, device=q.device, dtype=torch.float32)
-            snap16 = snapshots16(kernels, prec)
-            # V7: bf16 copies of the chunk-start snapshots for the query kernels (slot NC unused)
-            bf16 = torch.bfloat16
-            qsnaps = [torch.empty(s.shape, device=s.device, dtype=bf16) for s in snaps] if snap16 else snaps
-            LAST_COMPILED[f"fwd{depth}_state"] = fwd[0][(BHN,)](k, v, d2, ends, gn, sn, *snaps, *qsnaps, NC,
-                                                                TP, SNAP16=snap16, **kw)
-            LAST_COMPILED[f"fwd{depth}_query"] = fwd[1][(NC, BHN)](q, k, d2, y, A, C, G, *qsnaps, NC, TP,
-                                                                   **kw)
-            extra = [d2, *(qsnaps if snap16 else [])]
+            LAST_COMPILED[f"fwd{depth}_state"] = fwd[0][(BHN,)](k, v, d2, ends, gn, sn, *snaps, NC, TP, **kw)
+            LAST_COMPILED[f"fwd{depth}_query"] = fwd[1][(NC, BHN)](q, k, d2, y, A, C, G, *snaps, NC, TP, **kw)
+            extra = [d2]
         else:
             LAST_COMPILED[f"fwd{depth}"] = fwd[(BHN,)](q, k, v, y, A, C, G, ends, gn, sn, *snaps, NC, TP,
                                                        **kw)
@@ -269,13 +217,12 @@ class _MemoryFn(torch.autograd.Function):
         HD = snaps[0].shape[-1]
         _, bwd, kw, shapes = _config(ctx.depth, N, D, HD, ctx.act, ctx.prec, ctx.kernels)
         if split_kernels(ctx.kernels):  # V6: query-pass cotangents per chunk, then the chain
-            d2, *qsnaps = extra
-            qsnaps = qsnaps or snaps  # V7: the bf16 copies
+            (d2,) = extra
             part = [torch.empty(BHN, NC, *snap.shape[2:], device=q.device, dtype=f32) for snap in snaps]
             # L_M = 2: the query pass's dd1 and dx1 [BHN, TP, hidden], finished by the state kernel
             hid = [torch.empty(BHN, TP, HD, device=q.device, dtype=f32) for _ in range(2 * (ctx.depth == 2))]
             LAST_COMPILED[f"bwd{ctx.depth}_query"] = bwd[0][(NC, BHN)](
-                q, k, d2, dy, A, C, G, *qsnaps, dq, dk, dv, dA, dC, dG, *part, *hid, NC, TP, **kw)
+                q, k, d2, dy, A, C, G, *snaps, dq, dk, dv, dA, dC, dG, *part, *hid, NC, TP, **kw)
             LAST_COMPILED[f"bwd{ctx.depth}_state"] = bwd[1][(BHN,)](
                 k, d2, ends, gn, sn, *snaps, *bufs, *part, *hid, dk, dv, dends, dgn, dsn, NC, TP, BHN, **kw)
             return (None, dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dA, dC, dG, dends, dgn, dsn,

@@ -15,8 +15,6 @@ cotangent ping-pong buffers ``[2, BHN, d_in, d_out]``. See docs/kernel-notes.md 
 Kernel version V6 (``TITANS_TRITON_KERNELS=v6``, the ``*_state_kernel`` / ``*_query_kernel``
 pairs at the end) splits each direction into a sequential state kernel (one program per
 (batch, head), chunk loop inside) and a query-pass kernel over a (chunk, batch·head) grid.
-Kernel version V7 (``v7``, bf16 operands only) is V6 with the query kernels reading bf16 copies
-of the snapshots, written by the forward state kernel (``SNAP16``); bit-identical results.
 """
 
 from __future__ import annotations
@@ -817,26 +815,15 @@ def bwd2s_kernel(Q, K, V, DY, AV, CV, GM, ENDS, GN, SN, W1, S1, W2, S2, DW1, DS1
 # (batch·head, chunk) that reads the chunk-start state from the snapshots (docs/kernel-notes.md
 # "V6"). Everything in the query pass depends only on the chunk-start state, the chunk's tokens
 # and the residual d2 = σ(k W1) W2 - v, which the sequential forward saves ([BHN, TP, D]).
-#
-# V7 (``TITANS_TRITON_KERNELS=v7`` with bf16 operands) runs the same kernels; the state kernel
-# is compiled with ``SNAP16=True`` and then also writes a bf16 copy of each chunk-start snapshot
-# (W1B.. ``[BHN, NC + 1, ...]`` bf16, slot NC left unwritten), which the query kernels (forward
-# and backward) read instead of the fp32 snapshots. The query kernels use the snapshot values
-# only as dot operands, which ``_dot`` rounds to bf16 anyway (round to nearest even in both
-# places), so their results are bit-identical to V6; the state kernels keep reading fp32. The
-# query kernels widen the loaded copies to fp32 (exact; a no-op on V6's fp32 snapshots) so that
-# their tiles take V6's layouts: read as bf16 straight into the dots, the copies needed up to
-# 64 KiB more shared memory (224 KiB for bwd1_query at D 128, chunk 128) for no fewer spills.
 
 
 @triton.jit
-def fwd2_state_kernel(K, V, D2, ENDS, GN, SN, W1, S1, W2, S2, W1B, S1B, W2B, S2B, NC, TP,
+def fwd2_state_kernel(K, V, D2, ENDS, GN, SN, W1, S1, W2, S2, NC, TP,
                       N: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, BH: tl.constexpr,
-                      ACT: tl.constexpr, PREC: tl.constexpr, SNAP16: tl.constexpr):
+                      ACT: tl.constexpr, PREC: tl.constexpr):
     """Sequential part of the V6 forward: keys forward through the chunk-start memory, the
     residual d2 (stored to D2 for the query pass and the backward), layer-1 delta d1 and the
-    end-of-chunk W and S of both layers (snapshots c + 1). V7 (``SNAP16``): also the bf16 copy
-    of the chunk-start snapshot c into W1B, S1B, W2B, S2B (unused pointers otherwise)."""
+    end-of-chunk W and S of both layers (snapshots c + 1)."""
     pid = tl.program_id(0).to(tl.int64)
     rn = tl.arange(0, N)
     rd = tl.arange(0, D)
@@ -858,13 +845,8 @@ def fwd2_state_kernel(K, V, D2, ENDS, GN, SN, W1, S1, W2, S2, W1B, S1B, W2B, S2B
         s_out = s_in + DH
         z1 = tl.zeros([N, D], dtype=tl.float32)
         for j0 in range(0, HD, BH):
-            w1 = tl.load(W1 + s_in + j0 + dj)
-            w2 = tl.load(W2 + s_in + j0 * D + jd)
-            if SNAP16:  # V7: the query kernels' operands, rounded once here
-                tl.store(W1B + s_in + j0 + dj, w1.to(tl.bfloat16))
-                tl.store(W2B + s_in + j0 * D + jd, w2.to(tl.bfloat16))
-            x1 = _act(_dot(k, w1, PREC), ACT)
-            z1 += _dot(x1, w2, PREC)
+            x1 = _act(_dot(k, tl.load(W1 + s_in + j0 + dj), PREC), ACT)
+            z1 += _dot(x1, tl.load(W2 + s_in + j0 * D + jd), PREC)
         d2 = z1 - tl.load(V + tok + nd).to(tl.float32)
         tl.store(D2 + tok + nd, d2)
         kt = tl.trans(k)
@@ -878,12 +860,8 @@ def fwd2_state_kernel(K, V, D2, ENDS, GN, SN, W1, S1, W2, S2, W1B, S1B, W2B, S2B
             d1 = _dot(d2, tl.trans(w2), PREC) * _act_d(z0, ACT)
             tl.store(W1 + s_out + j0 + dj, a_n * w1 + c_n * s1 - _dot(kt, gn[:, None] * d1, PREC))
             tl.store(S1 + s_out + j0 + dj, e_n * s1 - _dot(kt, sn[:, None] * d1, PREC))
-            if SNAP16:
-                tl.store(S1B + s_in + j0 + dj, s1.to(tl.bfloat16))
             tl.store(W2 + s_out + j0 * D + jd, a_n * w2 + c_n * s2 - _dot(x1t, gn[:, None] * d2, PREC))
             tl.store(S2 + s_out + j0 * D + jd, e_n * s2 - _dot(x1t, sn[:, None] * d2, PREC))
-            if SNAP16:
-                tl.store(S2B + s_in + j0 * D + jd, s2.to(tl.bfloat16))
         tl.debug_barrier()
 
 
@@ -892,8 +870,7 @@ def fwd2_query_kernel(Q, K, D2, Y, AV, CV, GM, W1, S1, W2, S2, NC, TP,
                       N: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, BH: tl.constexpr,
                       ACT: tl.constexpr, PREC: tl.constexpr):
     """Query pass of the V6 forward, one program per (batch·head, chunk): y of the chunk's tokens
-    from its start state (snapshot c) and its keys and residual d2 (dual form). W1..S2: the fp32
-    snapshots (V6) or their bf16 copies (V7), used only as dot operands."""
+    from its start state (snapshot c) and its keys and residual d2 (dual form)."""
     c = tl.program_id(0).to(tl.int64)  # chunk on the first grid axis (up to 2³¹ - 1; the second has 65535)
     pid = tl.program_id(1).to(tl.int64)
     rn = tl.arange(0, N)
@@ -917,10 +894,10 @@ def fwd2_query_kernel(Q, K, D2, Y, AV, CV, GM, W1, S1, W2, S2, NC, TP,
     y = tl.zeros([N, D], dtype=tl.float32)
     p1 = tl.zeros([N, N], dtype=tl.float32)
     for j0 in range(0, HD, BH):
-        w1 = tl.load(W1 + s_in + j0 + dj).to(tl.float32)
-        s1 = tl.load(S1 + s_in + j0 + dj).to(tl.float32)
-        w2 = tl.load(W2 + s_in + j0 * D + jd).to(tl.float32)
-        s2 = tl.load(S2 + s_in + j0 * D + jd).to(tl.float32)
+        w1 = tl.load(W1 + s_in + j0 + dj)
+        s1 = tl.load(S1 + s_in + j0 + dj)
+        w2 = tl.load(W2 + s_in + j0 * D + jd)
+        s2 = tl.load(S2 + s_in + j0 * D + jd)
         z0 = _dot(k, w1, PREC)
         d1 = _dot(d2, tl.trans(w2), PREC) * _act_d(z0, ACT)
         o0 = a[:, None] * _dot(q, w1, PREC) + cc[:, None] * _dot(q, s1, PREC) - _dot(m0, d1, PREC)
@@ -940,8 +917,7 @@ def bwd2_query_kernel(Q, K, D2, DY, AV, CV, GM, W1, S1, W2, S2,
     chunk-start state: complete dq, dA, dc, dG; partial dk (query part) into DK, dd2 (query part,
     sign +) into DV; the query pass's contributions to the start-state cotangent into QW1, QS1,
     QW2, QS2 ``[BHN, NC, ...]``; dd1 and dx1 of the query pass into DD1, DX1 ``[BHN, TP, HD]``.
-    The sequential ``bwd2_state_kernel`` adds the end-state terms and the delta chain. W1..S2:
-    the fp32 snapshots (V6) or their bf16 copies (V7), used only as dot operands."""
+    The sequential ``bwd2_state_kernel`` adds the end-state terms and the delta chain."""
     c = tl.program_id(0).to(tl.int64)  # chunk on the first grid axis (up to 2³¹ - 1; the second has 65535)
     pid = tl.program_id(1).to(tl.int64)
     rn = tl.arange(0, N)
@@ -975,10 +951,10 @@ def bwd2_query_kernel(Q, K, D2, DY, AV, CV, GM, W1, S1, W2, S2,
     p1 = tl.zeros([N, N], dtype=tl.float32)
     qt = tl.trans(q)
     for j0 in range(0, HD, BH):
-        w1 = tl.load(W1 + s_in + j0 + dj).to(tl.float32)
-        s1 = tl.load(S1 + s_in + j0 + dj).to(tl.float32)
-        w2 = tl.load(W2 + s_in + j0 * D + jd).to(tl.float32)
-        s2 = tl.load(S2 + s_in + j0 * D + jd).to(tl.float32)
+        w1 = tl.load(W1 + s_in + j0 + dj)
+        s1 = tl.load(S1 + s_in + j0 + dj)
+        w2 = tl.load(W2 + s_in + j0 * D + jd)
+        s2 = tl.load(S2 + s_in + j0 * D + jd)
         z0 = _dot(k, w1, PREC)
         x1 = _act(z0, ACT)
         d1 = _dot(d2, tl.trans(w2), PREC) * _act_d(z0, ACT)
@@ -1137,11 +1113,10 @@ def bwd2_state_kernel(K, D2, ENDS, GN, SN, W1, S1, W2, S2, DW1, DS1, DW2, DS2,
 
 
 @triton.jit
-def fwd1_state_kernel(K, V, DR, ENDS, GN, SN, W, S, WB, SB, NC, TP,
-                      N: tl.constexpr, D: tl.constexpr, PREC: tl.constexpr, SNAP16: tl.constexpr):
+def fwd1_state_kernel(K, V, DR, ENDS, GN, SN, W, S, NC, TP,
+                      N: tl.constexpr, D: tl.constexpr, PREC: tl.constexpr):
     """Sequential part of the V6 forward at L_M = 1: the residual d = k W - v (stored to DR) and
-    the end-of-chunk W and S (snapshot c + 1). V7 (``SNAP16``): also the bf16 copy of the
-    chunk-start snapshot c into WB, SB (unused pointers otherwise)."""
+    the end-of-chunk W and S (snapshot c + 1)."""
     pid = tl.program_id(0).to(tl.int64)
     rn = tl.arange(0, N)
     rd = tl.arange(0, D)
@@ -1160,9 +1135,6 @@ def fwd1_state_kernel(K, V, DR, ENDS, GN, SN, W, S, WB, SB, NC, TP,
         s_in = (pid * (NC + 1) + c) * DD
         w = tl.load(W + s_in + dd)
         s = tl.load(S + s_in + dd)
-        if SNAP16:  # V7: the query kernels' operands, rounded once here
-            tl.store(WB + s_in + dd, w.to(tl.bfloat16))
-            tl.store(SB + s_in + dd, s.to(tl.bfloat16))
         d = _dot(k, w, PREC) - tl.load(V + tok + nd).to(tl.float32)
         tl.store(DR + tok + nd, d)
         kt = tl.trans(k)
@@ -1175,7 +1147,7 @@ def fwd1_state_kernel(K, V, DR, ENDS, GN, SN, W, S, WB, SB, NC, TP,
 def fwd1_query_kernel(Q, K, DR, Y, AV, CV, GM, W, S, NC, TP,
                       N: tl.constexpr, D: tl.constexpr, PREC: tl.constexpr):
     """Query pass of the V6 forward at L_M = 1, one program per (batch·head, chunk):
-    y = A⊙(q W) + c⊙(q S) - (G⊙q kᵀ) d from the chunk-start state (V7: its bf16 copy)."""
+    y = A⊙(q W) + c⊙(q S) - (G⊙q kᵀ) d from the chunk-start state."""
     c = tl.program_id(0).to(tl.int64)  # chunk on the first grid axis (up to 2³¹ - 1; the second has 65535)
     pid = tl.program_id(1).to(tl.int64)
     rn = tl.arange(0, N)
@@ -1191,10 +1163,8 @@ def fwd1_query_kernel(Q, K, DR, Y, AV, CV, GM, W, S, NC, TP,
     a = tl.load(AV + g * N + rn)
     cc = tl.load(CV + g * N + rn)
     m0 = tl.load(GM + g * N * N + nn) * _dot(q, tl.trans(k), PREC)
-    w = tl.load(W + s_in + dd).to(tl.float32)  # V7: bf16 copies, widened (exact)
-    s = tl.load(S + s_in + dd).to(tl.float32)
-    y = (a[:, None] * _dot(q, w, PREC) + cc[:, None] * _dot(q, s, PREC)
-         - _dot(m0, tl.load(DR + tok + nd), PREC))
+    y = (a[:, None] * _dot(q, tl.load(W + s_in + dd), PREC)
+         + cc[:, None] * _dot(q, tl.load(S + s_in + dd), PREC) - _dot(m0, tl.load(DR + tok + nd), PREC))
     tl.store(Y + tok + nd, y)
 
 
@@ -1203,8 +1173,7 @@ def bwd1_query_kernel(Q, K, DR, DY, AV, CV, GM, W, S, DQ, DK, DV, DAV, DCV, DGM,
                       N: tl.constexpr, D: tl.constexpr, PREC: tl.constexpr):
     """Cotangents of the query pass at L_M = 1 (V6 backward), one program per (batch·head,
     chunk): complete dq, dA, dc, dG; the query parts of dk (into DK) and dd (into DV, sign +);
-    the query pass's contributions to the start-state cotangent into QW, QS ``[BHN, NC, D, D]``.
-    W, S: the fp32 snapshots (V6) or their bf16 copies (V7), used only as dot operands."""
+    the query pass's contributions to the start-state cotangent into QW, QS ``[BHN, NC, D, D]``."""
     c = tl.program_id(0).to(tl.int64)  # chunk on the first grid axis (up to 2³¹ - 1; the second has 65535)
     pid = tl.program_id(1).to(tl.int64)
     rn = tl.arange(0, N)
@@ -1223,8 +1192,8 @@ def bwd1_query_kernel(Q, K, DR, DY, AV, CV, GM, W, S, DQ, DK, DV, DAV, DCV, DGM,
     a = tl.load(AV + g * N + rn)
     cc = tl.load(CV + g * N + rn)
     gm = tl.load(GM + g * N * N + nn)
-    w = tl.load(W + s_in + dd).to(tl.float32)
-    s = tl.load(S + s_in + dd).to(tl.float32)
+    w = tl.load(W + s_in + dd)
+    s = tl.load(S + s_in + dd)
     qk = _dot(q, tl.trans(k), PREC)
     tl.store(DAV + g * N + rn, tl.sum(dy * _dot(q, w, PREC), 1))
     tl.store(DCV + g * N + rn, tl.sum(dy * _dot(q, s, PREC), 1))
