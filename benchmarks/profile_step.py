@@ -26,7 +26,8 @@ from titans.models import VARIANTS, TitansLM, count_parameters, get_config  # no
 
 def build(args: argparse.Namespace) -> TitansLM:
     memory = {"chunk_size": args.chunk, "expansion": args.expansion}
-    extra = {"segment_len": args.segment, "n_persistent": 16, "n_retrieve": 16} if args.variant == "mac" else {}
+    extra = ({"segment_len": args.segment, "n_persistent": 16, "n_retrieve": 16}
+             if args.variant == "mac" else {})
     config = get_config(f"tiny-{args.variant}", vocab_size=args.vocab, d_model=args.d_model,
                         n_layers=args.n_layers, n_heads=args.n_heads, memory=memory, **extra)
     return TitansLM(config)
@@ -88,7 +89,8 @@ def main() -> None:
 
     def rows(key: str) -> list[dict]:
         ranked = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:args.top]
-        return [{"name": e.key, "calls_per_step": e.count / n, "device_ms_per_step": e.device_time_total / 1e3 / n,
+        return [{"name": e.key, "calls_per_step": e.count / n,
+                 "device_ms_per_step": e.device_time_total / 1e3 / n,
                  "host_ms_per_step": e.cpu_time_total / 1e3 / n} for e in ranked]
 
     device_ms = sum(e.self_device_time_total for e in events) / 1e3 / n
