@@ -1,6 +1,11 @@
 """Depth × length heat maps of S-NIAH accuracy, one row per model, one column per variant.
 
     python3 experiments/niah/plot_niah.py experiments/niah/results/niah_results.json
+
+Several results files (one per model, as ``experiments/retrieval_gpu.sh`` writes them) are drawn
+as one figure, next to the first file, with ``--out``:
+
+    python3 experiments/niah/plot_niah.py A.json B.json --out heatmap.png
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def main(path: str) -> None:
-    result = json.loads(Path(path).read_text())
-    models = {m: v for m, v in result["models"].items() if "records" in v}
-    variants = result["args"]["variants"]
+def main(paths: list[str], out: str | None = None) -> None:
+    models, variants = {}, None
+    for path in paths:
+        result = json.loads(Path(path).read_text())
+        models.update({m: v for m, v in result["models"].items() if "records" in v})
+        variants = variants or result["args"]["variants"]
     fig, axes = plt.subplots(len(models), len(variants), figsize=(3.2 * len(variants), 2.4 * len(models)),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     for row, (name, res) in zip(axes, models.items()):
         recs = res["records"]
         lengths = sorted({r["length"] for r in recs})
@@ -40,8 +47,13 @@ def main(path: str) -> None:
             ax.set_xlabel("length")
             ax.set_ylabel("depth")
     fig.colorbar(im, ax=axes, shrink=0.6, label="accuracy %")
-    fig.savefig(Path(path).with_name("niah_heatmap.png"), dpi=100)
+    fig.savefig(out or Path(paths[0]).with_name("niah_heatmap.png"), dpi=100)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "experiments/niah/results/niah_results.json")
+    argv = sys.argv[1:]
+    out = None
+    if "--out" in argv:
+        i = argv.index("--out")
+        out, argv = argv[i + 1], argv[:i] + argv[i + 2:]
+    main(argv or ["experiments/niah/results/niah_results.json"], out)
