@@ -24,6 +24,17 @@ class PersistentMemory(nn.Module):
         return self.tokens.to(like.dtype).unsqueeze(0).expand(like.shape[0], -1, -1)
 
 
+class RMSNormF32(nn.RMSNorm):
+    """RMSNorm computed in the wider of the input's and the weight's dtype (float32 for a bf16
+    input under autocast), returned in the input's dtype. For norms whose input comes out of a
+    matmul under autocast: ``nn.RMSNorm`` on a bf16 input with a float32 weight misses PyTorch's
+    fused kernel (a warning and several elementwise kernels per call)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        work = torch.promote_types(x.dtype, self.weight.dtype if self.weight is not None else x.dtype)
+        return F.rms_norm(x.to(work), self.normalized_shape, self.weight, self.eps).to(x.dtype)
+
+
 class SwiGLU(nn.Module):
     """``W_down (SiLU(x W_gate) ⊙ x W_up)``."""
 
@@ -43,8 +54,8 @@ class Gate(nn.Module):
 
     def __init__(self, d_model: int, eps: float, activation: str = "sigmoid"):
         super().__init__()
-        self.norm_y = nn.RMSNorm(d_model, eps=eps)
-        self.norm_m = nn.RMSNorm(d_model, eps=eps)
+        self.norm_y = RMSNormF32(d_model, eps=eps)
+        self.norm_m = RMSNormF32(d_model, eps=eps)
         self.proj = nn.Linear(d_model, d_model, bias=False)
         self.act = torch.sigmoid if activation == "sigmoid" else F.silu
 

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from titans.memory import NeuralMemory, NeuralMemoryCache
 
 from .attention import KVCache, SelfAttention
-from .blocks import Gate, PersistentMemory
+from .blocks import Gate, PersistentMemory, RMSNormF32
 from .config import ModelConfig
 
 
@@ -52,7 +52,7 @@ class MACMixer(nn.Module):
         self.persistent = PersistentMemory(c.n_persistent, c.d_model) if c.n_persistent else None
         self.memory = NeuralMemory(c.memory_config())
         self.retrieve_init = nn.Parameter(torch.randn(c.n_retrieve, c.d_model))
-        self.retrieved_norm = nn.RMSNorm(c.d_model, eps=c.norm_eps)
+        self.retrieved_norm = RMSNormF32(c.d_model, eps=c.norm_eps)
         self.attn = SelfAttention(c.d_model, c.n_heads, c.head_dim, c.rope_theta, None,
                                   c.attn_backend)
         self.gate = Gate(c.d_model, c.norm_eps, c.gate_activation)

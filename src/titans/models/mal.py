@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from titans.memory import NeuralMemory
 
 from .attention import SelfAttention
-from .blocks import PersistentMemory
+from .blocks import PersistentMemory, RMSNormF32
 from .config import ModelConfig
 from .lmm import memory_with_prefix
 from .mag import HybridCache
@@ -20,7 +20,7 @@ class MALMixer(nn.Module):
         c = config
         self.persistent = PersistentMemory(c.n_persistent, c.d_model) if c.n_persistent else None
         self.memory = NeuralMemory(c.memory_config())
-        self.norm = nn.RMSNorm(c.d_model, eps=c.norm_eps)
+        self.norm = RMSNormF32(c.d_model, eps=c.norm_eps)
         self.attn = SelfAttention(c.d_model, c.n_heads, c.head_dim, c.rope_theta, c.window,
                                   c.attn_backend)
 
