@@ -233,7 +233,8 @@ class TrainingBatches(torch.utils.data.IterableDataset):
 def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
     """Train on batches of ``round(batch * niah_fraction)`` task samples from ``make_example``
     (loss on the answer; ``context_loss`` weights an LM loss on their prompt tokens) and LM text.
-    Stops at ``args.steps`` or ``args.max_seconds``, whichever comes first."""
+    Stops at ``args.steps`` or ``args.max_seconds``, whichever comes first. A batch with
+    non-finite gradients is skipped (``--nonfinite-grads``) and its step number recorded."""
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
     n_niah = int(round(args.batch * args.niah_fraction))
     n_copy = int(round(args.batch * args.copy_fraction))
@@ -247,7 +248,7 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
         TrainingBatches(args, lm, make_example), batch_size=None, num_workers=workers,
         pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
     batches = iter(loader)
-    start, step, log = time.time(), 0, []
+    start, step, log, skipped = time.time(), 0, [], []
     while step < args.steps and time.time() - start < args.max_seconds:
         # Cosine to 10% over the run: its progress is steps done or the time cap used, whichever
         # is further, so the schedule completes even when the time cap binds.
@@ -276,14 +277,25 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        if args.debug_nan and not torch.isfinite(grad_norm):
-            bad = [n for n, p in model.named_parameters()
-                   if p.grad is not None and not torch.isfinite(p.grad).all()]
-            print(f"  step {step + 1}: finite loss {loss.item():.3f} but non-finite gradients in "
-                  f"{len(bad)} tensors: {bad[:12]}", flush=True)
-            report_non_finite(model, ids, device)
-            locate_non_finite_backward(model, ids, tgt, device)
-            break
+        if not torch.isfinite(grad_norm):
+            if args.debug_nan:
+                bad = [n for n, p in model.named_parameters()
+                       if p.grad is not None and not torch.isfinite(p.grad).all()]
+                print(f"  step {step + 1}: loss {loss.item():.3f}, non-finite gradients in "
+                      f"{len(bad)} tensors: {bad[:12]}", flush=True)
+                report_non_finite(model, ids, device)
+                locate_non_finite_backward(model, ids, tgt, device)
+                break
+            if args.nonfinite_grads == "skip":
+                # Leave the weights and the optimizer state as they are; the batch is dropped.
+                skipped.append(step + 1)
+                opt.zero_grad(set_to_none=True)
+                print(f"  step {step + 1}: non-finite gradients (loss {loss.item():.3f}), batch "
+                      f"skipped ({len(skipped)} so far)", flush=True)
+                if len(skipped) > args.max_skipped_steps:
+                    print(f"  stopping: more than {args.max_skipped_steps} skipped batches", flush=True)
+                    break
+                continue
         opt.step()
         step += 1
         if step % 10 == 0 or step == 1:
@@ -294,7 +306,7 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
                   f"ctx {ctx_loss.item():.3f} copy {copy_loss.item():.3f} |g| {grad_norm.item():.2f} "
                   f"({time.time() - start:.0f}s)", flush=True)
     del batches, loader  # stops the workers
-    return {"steps": step, "train_seconds": time.time() - start, "log": log}
+    return {"steps": step, "train_seconds": time.time() - start, "skipped_steps": skipped, "log": log}
 
 
 def locate_non_finite_backward(model, ids: torch.Tensor, tgt: torch.Tensor, device) -> None:
@@ -409,6 +421,11 @@ def test(model, args, gen: NIAHGenerator, device, deadline: float = math.inf) ->
 def add_training_options(p: argparse.ArgumentParser) -> None:
     """Memory and batch-mix options of :func:`model_config` and :func:`train`, shared with
     ``experiments/babilong/run_babilong.py``."""
+    p.add_argument("--nonfinite-grads", choices=["skip", "apply"], default="skip",
+                   help="a batch whose gradients are not finite: skip it (weights and optimizer "
+                   "state untouched) or apply it as runs 1-8 did (the weights turn NaN)")
+    p.add_argument("--max-skipped-steps", type=int, default=100,
+                   help="stop training after more skipped batches than this")
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes building the "
                    "training batches (0: in the training process; the batches depend on it)")
     p.add_argument("--alpha-init", type=float, default=None, help="memory forget gate at "
@@ -431,7 +448,7 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                         "a 6-byte cue at the end (needs content-based recall)")
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["transformer", "swa", "mac", "lmm"])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS))
@@ -469,7 +486,11 @@ def main() -> None:
                    help="seconds after start past which no model starts training and no test length "
                         "starts (the results written so far are kept)")
     p.add_argument("--out", default="experiments/niah/results")
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     deadline = time.time() + args.deadline
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -9,9 +9,11 @@ import json
 import random
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from titans.evaluation.niah import NIAHGenerator
 
@@ -78,3 +80,48 @@ def test_single_needle_answer_follows_the_prompt(run_niah, haystack):
     value = bytes(ids[a:]).decode()[1:-1]
     prompt = bytes(ids[:a]).decode()
     assert value.isdigit() and prompt.count(value) == 1 and prompt.endswith("is:")
+
+
+class _NaNOnce(torch.nn.Module):
+    """A tiny LM whose logits are NaN on the calls listed in ``bad`` (1-based)."""
+
+    def __init__(self, bad: set[int]):
+        super().__init__()
+        self.emb = torch.nn.Embedding(256, 256)
+        self.bad, self.calls = bad, 0
+
+    def forward(self, ids):
+        self.calls += 1
+        logits = self.emb(ids)
+        if self.calls in self.bad:
+            logits = logits * float("nan")
+        return SimpleNamespace(logits=logits)
+
+
+def _train_args(run_niah, *extra: str):
+    return run_niah.build_parser().parse_args(
+        ["--batch", "4", "--niah-fraction", "0", "--train-len", "32", "--steps", "4", "--warmup", "1",
+         "--max-seconds", "60", *extra])
+
+
+def test_train_skips_batches_with_non_finite_gradients(run_niah):
+    lm = np.frombuffer(b"plain text for the language-model rows " * 40, dtype=np.uint8)
+    torch.manual_seed(0)
+    model = _NaNOnce(bad={2})
+    before = model.emb.weight.detach().clone()
+    out = run_niah.train(model, _train_args(run_niah), lm, None, torch.device("cpu"))
+    assert out["skipped_steps"] == [2] and out["steps"] == 4 and model.calls == 5
+    assert torch.isfinite(model.emb.weight).all() and not torch.equal(model.emb.weight, before)
+
+    model = _NaNOnce(bad={2})
+    out = run_niah.train(model, _train_args(run_niah, "--nonfinite-grads", "apply"), lm, None,
+                         torch.device("cpu"))
+    assert out["skipped_steps"] == [] and not torch.isfinite(model.emb.weight).all()
+
+
+def test_train_stops_after_too_many_skipped_batches(run_niah):
+    lm = np.frombuffer(b"plain text for the language-model rows " * 40, dtype=np.uint8)
+    model = _NaNOnce(bad=set(range(1, 100)))
+    out = run_niah.train(model, _train_args(run_niah, "--max-skipped-steps", "2"), lm, None,
+                         torch.device("cpu"))
+    assert out["steps"] == 0 and out["skipped_steps"] == [1, 1, 1]
