@@ -75,7 +75,7 @@ def test_gradients_reach_initial_memory_and_gates():
     m = make(torch.float32)
     y, _ = m(torch.randn(2, 20, 32))
     y.pow(2).mean().backward()
-    for name in ("memory_init.0", "memory_init.1", "gate_proj.weight", "gate_proj.bias", "q_proj.weight"):
+    for name in ("memory_init.0", "memory_init.1", "gate_proj.weight", "gate_proj.bias", "qkv_proj.weight"):
         grad = dict(m.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
 
@@ -197,7 +197,7 @@ def _module_growth(value_norm: str, value_scale: float, eta_max: float = 1.0,
     with torch.no_grad():
         m.gate_proj.weight.zero_()
         m.gate_proj.bias.copy_(torch.tensor([20.0, eta_logit, -20.0], dtype=torch.float64))
-        m.v_proj.weight.mul_(value_scale)
+        m.qkv_proj.weight[2 * cfg.num_heads * cfg.head_dim:].mul_(value_scale)  # the value rows
     x = torch.randn(1, 1, 32, dtype=torch.float64).expand(2, 16 * 40, 32)
     _, cache = m(x)
     grown = max(w.abs().max().item() for w in cache.state.weights) / max(
@@ -222,3 +222,24 @@ def test_eta_max_keeps_saturated_gates_stable():
     assert _module_growth("rms", 1.0, eta_max=1.0, eta_logit=saturated) > 1e5  # measured 9.5e5
     assert _module_growth("rms", 1.0, eta_max=0.9, eta_logit=saturated) < 10  # measured 6.6
     assert _module_growth("rms", 30.0, eta_max=0.9, eta_logit=saturated) < 10  # measured 6.5
+
+
+def test_weights_saved_with_separate_qkv_projections_still_load():
+    """Checkpoints written before q/k/v were fused (``q_proj``/``k_proj``/``v_proj`` and three
+    ``convs``) load into the fused layer and give the same outputs."""
+    torch.manual_seed(0)
+    cfg = NeuralMemoryConfig(d_model=32, num_heads=2, chunk_size=8)
+    m = NeuralMemory(cfg).double()
+    old = {}
+    for key, value in m.state_dict().items():
+        if key == "qkv_proj.weight":
+            old.update(zip(("q_proj.weight", "k_proj.weight", "v_proj.weight"), value.chunk(3)))
+        elif key.startswith("conv."):
+            name = key.split(".", 1)[1]
+            old.update({f"convs.{i}.{name}": part for i, part in enumerate(value.chunk(3))})
+        else:
+            old[key] = value
+    fresh = NeuralMemory(cfg).double()
+    fresh.load_state_dict(old)  # strict: every key accounted for
+    x = torch.randn(2, 21, 32, dtype=torch.float64)
+    torch.testing.assert_close(fresh(x)[0], m(x)[0], rtol=0, atol=0)

@@ -68,3 +68,15 @@ def test_kv_cache_bounded_and_exact(window):
     torch.testing.assert_close(torch.cat(outs, 1), full, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="prefix"):
         attn(x, prefix, cache)
+
+
+def test_rope_table_equals_computed_angles_across_its_limit():
+    """Positions from the cached table and positions past it (computed on the fly) give the
+    same rotation as computing every angle directly, in float64."""
+    from titans.models.attention import _ROPE_CACHE_POSITIONS, apply_rotary, rope_cos_sin
+
+    x = torch.randn(1, 2, 40, 16, dtype=torch.float64)
+    for start in (0, 1234, _ROPE_CACHE_POSITIONS - 17):
+        pos = torch.arange(start, start + 40)
+        got = apply_rotary(x, *rope_cos_sin(start, 40, 16, 1e4, "cpu"))
+        torch.testing.assert_close(got, rotary(x, pos, 1e4), rtol=0, atol=0)

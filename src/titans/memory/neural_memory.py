@@ -1,6 +1,6 @@
 """``NeuralMemory``: the Titans long-term memory as a sequence layer.
 
-x ─┬─ q/k/v projections → causal depthwise conv → SiLU (q, k ℓ2-normalised per head)
+x ─┬─ q/k/v projection → causal depthwise conv → SiLU (q, k ℓ2-normalised per head)
    ├─ gates θ (learning rate), η (momentum), α (forgetting), per token and head
    └─ output gate
 y = out_proj( RMSNorm(neural_memory(q, k, v, θ, η, α)) ⊙ gate(x) )
@@ -36,13 +36,13 @@ class NeuralMemoryCache:
     state:  memory weights and momentum after the last token seen.
     anchor: memory weights at the start of the current (unfinished) chunk, or None at a boundary.
     offset: tokens of the current chunk already consumed (0 ≤ offset < chunk_size).
-    conv:   last ``conv_kernel - 1`` projected inputs of q, k, v: ``[B, C, K-1]`` each, or None.
+    conv:   last ``conv_kernel - 1`` projected inputs of q ‖ k ‖ v: ``[B, 3C, K-1]``, or None.
     """
 
     state: MemoryState
     anchor: tuple[Tensor, ...] | None = None
     offset: int = 0
-    conv: tuple[Tensor, Tensor, Tensor] | None = None
+    conv: Tensor | None = None
 
     def detach(self) -> NeuralMemoryCache:
         """Cut the autograd history (truncated backprop when streaming long sequences)."""
@@ -50,12 +50,24 @@ class NeuralMemoryCache:
             self.state.detach(),
             None if self.anchor is None else tuple(a.detach() for a in self.anchor),
             self.offset,
-            None if self.conv is None else tuple(c.detach() for c in self.conv),
+            None if self.conv is None else self.conv.detach(),
         )
 
 
 def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
+
+
+def _upgrade_state_dict(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """Load weights saved before q/k/v were fused: ``q_proj``/``k_proj``/``v_proj`` and
+    ``convs.{0,1,2}`` become ``qkv_proj`` and ``conv`` (concatenated in q, k, v order)."""
+    old = [f"{prefix}{n}_proj.weight" for n in "qkv"]
+    if all(k in state_dict for k in old):
+        state_dict[f"{prefix}qkv_proj.weight"] = torch.cat([state_dict.pop(k) for k in old])
+    for name in ("weight", "bias"):
+        old = [f"{prefix}convs.{i}.{name}" for i in range(3)]
+        if all(k in state_dict for k in old):
+            state_dict[f"{prefix}conv.{name}"] = torch.cat([state_dict.pop(k) for k in old])
 
 
 class CausalDepthwiseConv(nn.Module):
@@ -70,12 +82,16 @@ class CausalDepthwiseConv(nn.Module):
             self.weight.normal_(0.0, 0.02)
             self.weight[:, 0, -1] += 1.0
 
-    def forward(self, x: Tensor, tail: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        x = x.transpose(1, 2)  # [B, C, T]
+    def forward(self, x: Tensor, tail: Tensor | None = None, channels: int | None = None
+                ) -> tuple[Tensor, Tensor]:
+        """x: ``[B, T, C']`` → (``[B, T, C']``, new tail ``[B, C', K-1]``), where the first
+        ``C' = channels`` (default all) channels of the filter bank are used."""
+        x = x.transpose(1, 2)  # [B, C', T]
+        n = x.shape[1] if channels is None else channels
         if tail is None:
-            tail = x.new_zeros(x.shape[0], x.shape[1], self.kernel - 1)
+            tail = x.new_zeros(x.shape[0], n, self.kernel - 1)
         full = torch.cat([tail.to(x.dtype), x], dim=-1)
-        y = F.conv1d(full, self.weight.to(x.dtype), self.bias.to(x.dtype), groups=x.shape[1])
+        y = F.conv1d(full, self.weight[:n].to(x.dtype), self.bias[:n].to(x.dtype), groups=n)
         return y.transpose(1, 2), full[..., full.shape[-1] - (self.kernel - 1):]
 
 
@@ -87,11 +103,10 @@ class NeuralMemory(nn.Module):
         self.config = c = config
         H, D = c.num_heads, c.head_dim
         width = H * D
-        self.q_proj = nn.Linear(c.d_model, width, bias=False)
-        self.k_proj = nn.Linear(c.d_model, width, bias=False)
-        self.v_proj = nn.Linear(c.d_model, width, bias=False)
-        self.convs = nn.ModuleList(CausalDepthwiseConv(width, c.conv_kernel) for _ in range(3)) \
-            if c.conv_kernel > 1 else None
+        # q, k and v in one matmul and one depthwise convolution (channels q ‖ k ‖ v).
+        self.qkv_proj = nn.Linear(c.d_model, 3 * width, bias=False)
+        self.conv = CausalDepthwiseConv(3 * width, c.conv_kernel) if c.conv_kernel > 1 else None
+        self.register_load_state_dict_pre_hook(_upgrade_state_dict)
         self.gate_proj = nn.Linear(c.d_model, 3 * H)  # θ, η, α logits per head
         self.out_gate = nn.Linear(c.d_model, width, bias=False) if c.output_gate != "none" else None
         self.out_norm = nn.Parameter(torch.ones(H, D))
@@ -113,21 +128,27 @@ class NeuralMemory(nn.Module):
         """The learned initial memory (shared over the batch), no momentum."""
         return MemoryState(tuple(self.memory_init), None)
 
-    def _qkv(self, x: Tensor, conv_tails: tuple | None) -> tuple[Tensor, Tensor, Tensor, tuple | None]:
+    def _qkv(self, x: Tensor, conv_tail: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """q, k, v ``[B, T, H, D]`` and the new convolution tail (``[B, 3·H·D, K-1]`` or None)."""
         H = self.config.num_heads
-        proj = [self.q_proj(x), self.k_proj(x), self.v_proj(x)]
-        new_tails = None
-        if self.convs is not None:
-            outs = [conv(p, None if conv_tails is None else t)
-                    for conv, p, t in zip(self.convs, proj, conv_tails or (None, None, None))]
-            proj = [o for o, _ in outs]
-            new_tails = tuple(t for _, t in outs)
-        q, k, v = (rearrange(F.silu(p), "b t (h d) -> b t h d", h=H) for p in proj)
+        proj, new_tail = self.qkv_proj(x), None
+        if self.conv is not None:
+            proj, new_tail = self.conv(proj, conv_tail)
+        q, k, v = rearrange(F.silu(proj), "b t (s h d) -> s b t h d", s=3, h=H)
         if self.config.value_norm == "rms":
             v = F.rms_norm(v.float(), (v.shape[-1],), eps=self.config.norm_eps).to(v.dtype)
         # Under autocast the ℓ2 norm runs in fp32 while v stays bf16: share one dtype.
         q, k = F.normalize(q, dim=-1).to(v.dtype), F.normalize(k, dim=-1).to(v.dtype)
-        return q, k, v, new_tails
+        return q, k, v, new_tail
+
+    def _q(self, x: Tensor) -> Tensor:
+        """Queries only (no carried convolution history): ``[B, T, H, D]``."""
+        width = self.config.num_heads * self.config.head_dim
+        proj = F.linear(x, self.qkv_proj.weight[:width])
+        if self.conv is not None:
+            proj, _ = self.conv(proj, None, channels=width)
+        q = rearrange(F.silu(proj), "b t (h d) -> b t h d", h=self.config.num_heads)
+        return F.normalize(q, dim=-1)
 
     def _gates(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         c = self.config
@@ -195,7 +216,7 @@ class NeuralMemory(nn.Module):
         initial memory). The query convolution sees only x (no carried history).
         x: ``[B, T, d_model]`` → ``[B, T, d_model]``.
         """
-        q, _, _, _ = self._qkv(x, None)
+        q = self._q(x)
         state = self.initial_state() if state is None else state
         weights = [w.unsqueeze(0) if w.dim() == 3 else w for w in state.weights]  # [B|1, H, ...]
         qh = rearrange(q, "b t h d -> b h t d").to(weights[0].dtype)

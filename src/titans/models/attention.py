@@ -91,16 +91,44 @@ def attend(q: Tensor, k: Tensor, v: Tensor, n_prefix: int = 0, window: int | Non
 
 
 # ------------------------------------------------------------------------------------ rotary
+_ROPE_CACHE_POSITIONS = 1 << 16
+_ROPE_TABLES: dict[tuple[int, float, str], tuple[Tensor, Tensor]] = {}
+
+
+def _angles(positions: Tensor, dim: int, theta: float) -> tuple[Tensor, Tensor]:
+    inv_freq = theta ** (-torch.arange(0, dim, 2, device=positions.device, dtype=torch.float64) / dim)
+    angles = positions.to(torch.float64).unsqueeze(-1) * inv_freq  # [T, D/2]
+    return angles.cos(), angles.sin()
+
+
+def rope_cos_sin(start: int, length: int, dim: int, theta: float, device: torch.device | str
+                 ) -> tuple[Tensor, Tensor]:
+    """float64 cos, sin ``[length, dim/2]`` of positions ``start … start+length−1``. Positions
+    below 2^16 come from a table built once per (dim, θ, device) — the same float64 values as
+    computing them, so every split of a sequence sees the same rotation either way."""
+    end = start + length
+    if end > _ROPE_CACHE_POSITIONS:
+        return _angles(torch.arange(start, end, device=device), dim, theta)
+    key = (dim, float(theta), str(device))
+    table = _ROPE_TABLES.get(key)
+    if table is None:
+        table = _ROPE_TABLES[key] = _angles(torch.arange(_ROPE_CACHE_POSITIONS, device=device), dim, theta)
+    return table[0][start:end], table[1][start:end]
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate x ``[B, H, T, D]`` (half-split form) by angles given as cos, sin ``[T, D/2]``."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    d = x.shape[-1]
+    x1, x2 = x[..., : d // 2], x[..., d // 2:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
 def rotary(x: Tensor, positions: Tensor, theta: float) -> Tensor:
     """Rotary position embedding (half-split form). x: ``[B, H, T, D]``; positions: ``[T]`` ints.
     Angles are formed in float64 so that far positions stay exact and every split of a sequence
     sees the same rotation."""
-    d = x.shape[-1]
-    inv_freq = theta ** (-torch.arange(0, d, 2, device=x.device, dtype=torch.float64) / d)
-    angles = positions.to(torch.float64).unsqueeze(-1) * inv_freq  # [T, D/2]
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    x1, x2 = x[..., : d // 2], x[..., d // 2:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return apply_rotary(x, *_angles(positions, x.shape[-1], theta))
 
 
 # --------------------------------------------------------------------------- self-attention
@@ -135,8 +163,8 @@ class SelfAttention(nn.Module):
 
     def _project(self, x: Tensor, start: int) -> tuple[Tensor, Tensor, Tensor]:
         q, k, v = rearrange(self.qkv(x), "b t (s h d) -> s b h t d", s=3, h=self.n_heads)
-        pos = torch.arange(start, start + x.shape[1], device=x.device)
-        return rotary(q, pos, self.rope_theta), rotary(k, pos, self.rope_theta), v
+        cos, sin = rope_cos_sin(start, x.shape[1], self.head_dim, self.rope_theta, x.device)
+        return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
 
     def forward(self, x: Tensor, prefix: Tensor | None = None, cache: KVCache | None = None
                 ) -> tuple[Tensor, KVCache]:
