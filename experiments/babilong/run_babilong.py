@@ -126,9 +126,10 @@ def main() -> None:
         cfg = model_config(name, args)
         model = TitansLM(cfg).to(device)
         print(f"{name}: {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
-        tr = train(model, args, lm, babilong_examples(train_gen, args), device)
+        ckpt = None if args.checkpoint is None else Path(args.checkpoint) / f"{name}.pt"
+        tr = train(model, args, lm, babilong_examples(train_gen, args), device, ckpt)
         t0 = time.time()
-        records = test(model, args, test_gen, device, deadline)
+        records = [] if args.no_test else test(model, args, test_gen, device, deadline)
         acc = {}
         for r in records:
             acc.setdefault(f"{r['task']}@{r['length']}", []).append(r["score"])

@@ -215,27 +215,44 @@ class TrainingBatches(torch.utils.data.IterableDataset):
     building is Python-heavy (~3 ms an S-NIAH sample): on a GPU, in-process building took
     ~10× the small models' step time."""
 
-    def __init__(self, args: argparse.Namespace, lm: np.ndarray, make_example: Callable):
+    def __init__(self, args: argparse.Namespace, lm: np.ndarray, make_example: Callable,
+                 first_step: int = 0):
         self.args, self.lm, self.make_example = args, lm, make_example
+        self.first_step = first_step  # a resumed run draws a new stream, not the first one again
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         w, n = (0, 1) if info is None else (info.id, info.num_workers)
-        rng = random.Random(self.args.seed * 1009 + w)
-        nprng = np.random.default_rng((self.args.seed, w))
+        rng = random.Random(self.args.seed * 1009 + w + 1_000_003 * self.first_step)
+        nprng = np.random.default_rng((self.args.seed, w, self.first_step))
         per_batch = int(round(self.args.batch * self.args.niah_fraction))
         k = 0
         while True:
-            yield make_batch(self.args, self.lm, self.make_example, rng, nprng, (k * n + w) * per_batch)
+            index = (self.first_step + k * n + w) * per_batch
+            yield make_batch(self.args, self.lm, self.make_example, rng, nprng, index)
             k += 1
 
 
-def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
+def train(model, args, lm: np.ndarray, make_example: Callable, device,
+          checkpoint: Path | None = None) -> dict:
     """Train on batches of ``round(batch * niah_fraction)`` task samples from ``make_example``
     (loss on the answer; ``context_loss`` weights an LM loss on their prompt tokens) and LM text.
-    Stops at ``args.steps`` or ``args.max_seconds``, whichever comes first. A batch with
-    non-finite gradients is skipped (``--nonfinite-grads``) and its step number recorded."""
+    Stops at ``args.steps`` or after ``args.max_seconds`` in this call, whichever comes first. A
+    batch with non-finite gradients is skipped (``--nonfinite-grads``) and its step recorded.
+
+    ``checkpoint``: written (atomically) when training stops — weights, optimizer, steps, time
+    and log; with ``args.resume`` an existing one is loaded first and training continues from it
+    (the learning-rate schedule runs over ``args.total_seconds`` of training in all calls)."""
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    first_step, prior_seconds, log, skipped = 0, 0.0, [], []
+    if checkpoint is not None and args.resume and checkpoint.exists():
+        saved = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        first_step, prior_seconds = int(saved["steps"]), float(saved["train_seconds"])
+        log, skipped = json.loads(saved["log"]), json.loads(saved["skipped_steps"])
+        print(f"  resumed from {checkpoint} at step {first_step} ({prior_seconds:.0f}s trained)", flush=True)
+    total_seconds = args.total_seconds or args.max_seconds
     n_niah = int(round(args.batch * args.niah_fraction))
     n_copy = int(round(args.batch * args.copy_fraction))
     if n_niah + n_copy > args.batch:
@@ -245,14 +262,15 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     loader = torch.utils.data.DataLoader(
-        TrainingBatches(args, lm, make_example), batch_size=None, num_workers=workers,
+        TrainingBatches(args, lm, make_example, first_step), batch_size=None, num_workers=workers,
         pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
     batches = iter(loader)
-    start, step, log, skipped = time.time(), 0, [], []
+    start, step = time.time(), first_step
     while step < args.steps and time.time() - start < args.max_seconds:
         # Cosine to 10% over the run: its progress is steps done or the time cap used, whichever
         # is further, so the schedule completes even when the time cap binds.
-        progress = min(1.0, max(step / args.steps, (time.time() - start) / args.max_seconds))
+        trained = prior_seconds + time.time() - start
+        progress = min(1.0, max(step / args.steps, trained / total_seconds))
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -299,14 +317,24 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device) -> dict:
         opt.step()
         step += 1
         if step % 10 == 0 or step == 1:
+            seconds = prior_seconds + time.time() - start
             log.append({"step": step, "lm_loss": lm_loss.item(), "niah_loss": niah_loss.item(),
                         "context_loss": ctx_loss.item(), "copy_loss": copy_loss.item(),
-                        "grad_norm": grad_norm.item(), "seconds": time.time() - start})
+                        "grad_norm": grad_norm.item(), "seconds": seconds})
             print(f"  step {step} lm {lm_loss.item():.3f} niah {niah_loss.item():.3f} "
                   f"ctx {ctx_loss.item():.3f} copy {copy_loss.item():.3f} |g| {grad_norm.item():.2f} "
-                  f"({time.time() - start:.0f}s)", flush=True)
+                  f"({seconds:.0f}s)", flush=True)
     del batches, loader  # stops the workers
-    return {"steps": step, "train_seconds": time.time() - start, "skipped_steps": skipped, "log": log}
+    result = {"steps": step, "train_seconds": prior_seconds + time.time() - start,
+              "skipped_steps": skipped, "log": log}
+    if checkpoint is not None:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        tmp = checkpoint.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "steps": step,
+                    "train_seconds": result["train_seconds"], "log": json.dumps(log),
+                    "skipped_steps": json.dumps(skipped)}, tmp)
+        tmp.replace(checkpoint)
+    return result
 
 
 def locate_non_finite_backward(model, ids: torch.Tensor, tgt: torch.Tensor, device) -> None:
@@ -426,6 +454,13 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    "state untouched) or apply it as runs 1-8 did (the weights turn NaN)")
     p.add_argument("--max-skipped-steps", type=int, default=100,
                    help="stop training after more skipped batches than this")
+    p.add_argument("--checkpoint", default=None, help="directory: each model's weights and "
+                   "optimizer are saved there as MODEL.pt when its training stops")
+    p.add_argument("--resume", action="store_true", help="continue training from --checkpoint's "
+                   "MODEL.pt where one exists (for runs longer than one device command)")
+    p.add_argument("--total-seconds", type=float, default=None, help="training seconds the "
+                   "learning-rate schedule spans over all resumed calls (default: --max-seconds)")
+    p.add_argument("--no-test", action="store_true", help="train (and checkpoint) only")
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes building the "
                    "training batches (0: in the training process; the batches depend on it)")
     p.add_argument("--alpha-init", type=float, default=None, help="memory forget gate at "
@@ -511,9 +546,10 @@ def main() -> None:
         cfg = model_config(name, args)
         model = TitansLM(cfg).to(device)
         print(f"{name}: {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
-        tr = train(model, args, lm, niah_examples(train_gen, args), device)
+        ckpt = None if args.checkpoint is None else Path(args.checkpoint) / f"{name}.pt"
+        tr = train(model, args, lm, niah_examples(train_gen, args), device, ckpt)
         t0 = time.time()
-        records = test(model, args, test_gen, device, deadline)
+        records = [] if args.no_test else test(model, args, test_gen, device, deadline)
         acc = {}
         for r in records:
             acc.setdefault(f"{r['variant']}@{r['length']}", []).append(r["score"])

@@ -125,3 +125,28 @@ def test_train_stops_after_too_many_skipped_batches(run_niah):
     out = run_niah.train(model, _train_args(run_niah, "--max-skipped-steps", "2"), lm, None,
                          torch.device("cpu"))
     assert out["steps"] == 0 and out["skipped_steps"] == [1, 1, 1]
+
+
+def test_train_resumes_from_its_checkpoint(run_niah, tmp_path):
+    """Train 4 steps and checkpoint; resuming loads the weights (no step left: unchanged) and
+    continues the step count, the log and the optimizer (Adam's step counter reaches 7, not 3)."""
+    lm = np.frombuffer(b"plain text for the language-model rows " * 40, dtype=np.uint8)
+    ckpt, cpu = tmp_path / "m.pt", torch.device("cpu")
+    torch.manual_seed(0)
+    model = _NaNOnce(bad=set())
+    out = run_niah.train(model, _train_args(run_niah, "--steps", "4"), lm, None, cpu, ckpt)
+    assert out["steps"] == 4 and ckpt.exists()
+    after_first = model.emb.weight.detach().clone()
+
+    torch.manual_seed(1)
+    loaded = _NaNOnce(bad=set())
+    out = run_niah.train(loaded, _train_args(run_niah, "--steps", "4", "--resume"), lm, None, cpu, ckpt)
+    assert loaded.calls == 0 and out["steps"] == 4 and torch.equal(loaded.emb.weight, after_first)
+
+    resumed = _NaNOnce(bad=set())
+    out = run_niah.train(resumed, _train_args(run_niah, "--steps", "7", "--resume"), lm, None, cpu, ckpt)
+    assert resumed.calls == 3 and out["steps"] == 7 and [r["step"] for r in out["log"]] == [1]
+    assert not torch.equal(resumed.emb.weight, after_first)
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["steps"] == 7 and float(saved["optimizer"]["state"][0]["step"]) == 7.0
+    torch.testing.assert_close(saved["model"]["emb.weight"], resumed.emb.weight.detach())
