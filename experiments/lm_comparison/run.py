@@ -26,25 +26,16 @@ import torch
 
 from titans.data import load_token_file, load_tokenizer
 from titans.evaluation.lm import evaluate_lm
+from titans.models import ABLATIONS
 from titans.training import TrainConfig, Trainer
 
 VARIANTS = ("transformer", "lmm", "mac", "mag", "mal")
-# Table 5 ablations (paper §5.8) at our scale: name → (base variant, model overrides).
-ABLATIONS: dict[str, tuple[str, dict]] = {
-    "lmm-linear": ("lmm", {"memory": {"depth": 1}}),
-    "lmm-noconv": ("lmm", {"memory": {"conv_kernel": 0}}),
-    "lmm-nomomentum": ("lmm", {"memory": {"momentum": False}}),
-    "lmm-nodecay": ("lmm", {"memory": {"weight_decay": False}}),
-    "lmm-nopersistent": ("lmm", {"n_persistent": 0}),
-}
-
-
 def resolve(name: str) -> tuple[str, dict]:
     """A model name of this script → (preset variant, model overrides)."""
     if name in VARIANTS:
         return name, {}
     if name in ABLATIONS:
-        return ABLATIONS[name]
+        return "lmm", ABLATIONS[name]
     raise ValueError(f"unknown model {name!r}; choose from {VARIANTS + tuple(ABLATIONS)}")
 
 

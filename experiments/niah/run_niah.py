@@ -46,7 +46,7 @@ from titans.evaluation.niah import (
     fill_haystack,
     teacher_forced_exact_match,
 )
-from titans.models import TitansLM, get_config
+from titans.models import ABLATIONS, TitansLM, get_config
 
 TOK = ByteTokenizer()
 _ALNUM = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -54,6 +54,9 @@ PAD = TOK.eos_id
 
 
 def model_config(name: str, args: argparse.Namespace):
+    """The model ``name``: mac, lmm, transformer, swa, or an LMM ablation of
+    ``titans.models.ABLATIONS`` (the S-NIAH LMM has no persistent tokens, so ``lmm-nopersistent``
+    is ``lmm`` itself)."""
     memory = {"chunk_size": args.chunk, "expansion": args.expansion}
     if args.theta_max is not None:
         memory["theta_max"] = args.theta_max
@@ -64,17 +67,19 @@ def model_config(name: str, args: argparse.Namespace):
     if args.eta_max is not None:
         memory["eta_max"] = args.eta_max
         memory["eta_init"] = min(0.6, args.eta_max / 2)
+    overrides = dict(ABLATIONS.get(name, {}))
+    memory.update(overrides.pop("memory", {}))
     common = dict(vocab_size=256, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads,
                   attn_backend="sdpa", memory=memory)
     if name == "mac":
         return get_config("tiny-mac", segment_len=args.segment, n_persistent=16, n_retrieve=16, **common)
-    if name == "lmm":
-        return get_config("tiny-lmm", n_persistent=0, **common)
+    if name == "lmm" or name in ABLATIONS:
+        return get_config("tiny-lmm", **{"n_persistent": 0, **overrides}, **common)
     if name == "transformer":
         return get_config("tiny-transformer", **common)
     if name == "swa":
         return get_config("tiny-transformer", window=args.segment, **common)
-    raise ValueError(f"model must be mac, lmm, transformer or swa, got {name!r}")
+    raise ValueError(f"model must be mac, lmm, transformer, swa or one of {sorted(ABLATIONS)}, got {name!r}")
 
 
 def lm_tokens(path: str, max_bytes: int) -> np.ndarray:

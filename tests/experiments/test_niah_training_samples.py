@@ -150,3 +150,20 @@ def test_train_resumes_from_its_checkpoint(run_niah, tmp_path):
     saved = torch.load(ckpt, weights_only=True)
     assert saved["steps"] == 7 and float(saved["optimizer"]["state"][0]["step"]) == 7.0
     torch.testing.assert_close(saved["model"]["emb.weight"], resumed.emb.weight.detach())
+
+
+def test_model_config_knows_the_lmm_ablations(run_niah):
+    args = _train_args(run_niah)
+
+    def mem(name):
+        return run_niah.model_config(name, args).memory_config()
+
+    base = run_niah.model_config("lmm", args)
+    assert base.n_persistent == 0 and mem("lmm").depth == 2 and mem("lmm").chunk_size == args.chunk
+    assert mem("lmm-linear").depth == 1
+    assert mem("lmm-noconv").conv_kernel == 0
+    assert mem("lmm-nomomentum").momentum is False
+    assert mem("lmm-nodecay").weight_decay is False
+    assert run_niah.model_config("lmm-nopersistent", args) == base
+    with pytest.raises(ValueError, match="lmm-linear"):
+        run_niah.model_config("lmm-bogus", args)

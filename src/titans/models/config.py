@@ -152,6 +152,16 @@ SIZES: dict[str, dict] = {
 }
 PRESETS: tuple[str, ...] = tuple(f"{s}-{v}" for s in SIZES for v in VARIANTS)
 
+# The paper's Table 5 ablations of the LMM: name → model-field overrides (``memory`` entries are
+# merged into the memory configuration). Shared by the LM and S-NIAH experiments.
+ABLATIONS: dict[str, dict] = {
+    "lmm-linear": {"memory": {"depth": 1}},
+    "lmm-noconv": {"memory": {"conv_kernel": 0}},
+    "lmm-nomomentum": {"memory": {"momentum": False}},
+    "lmm-nodecay": {"memory": {"weight_decay": False}},
+    "lmm-nopersistent": {"n_persistent": 0},
+}
+
 
 def count_parameters(config: ModelConfig) -> int:
     """Exact parameter count of ``TitansLM(config)`` without allocating memory (meta device)."""
