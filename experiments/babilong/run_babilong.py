@@ -128,6 +128,8 @@ def main() -> None:
         print(f"{name}: {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
         ckpt = None if args.checkpoint is None else Path(args.checkpoint) / f"{name}.pt"
         tr = train(model, args, lm, babilong_examples(train_gen, args), device, ckpt)
+        if args.export:
+            model.save_pretrained(Path(args.export) / name)  # JSON config + safetensors
         t0 = time.time()
         records = [] if args.no_test else test(model, args, test_gen, device, deadline)
         acc = {}

@@ -466,6 +466,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--total-seconds", type=float, default=None, help="training seconds the "
                    "learning-rate schedule spans over all resumed calls (default: --max-seconds)")
     p.add_argument("--no-test", action="store_true", help="train (and checkpoint) only")
+    p.add_argument("--export", default=None, help="directory: each trained model is saved there "
+                   "as MODEL/ (config JSON + safetensors, loadable with TitansLM.from_pretrained)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes building the "
                    "training batches (0: in the training process; the batches depend on it)")
     p.add_argument("--alpha-init", type=float, default=None, help="memory forget gate at "
@@ -553,6 +555,8 @@ def main() -> None:
         print(f"{name}: {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
         ckpt = None if args.checkpoint is None else Path(args.checkpoint) / f"{name}.pt"
         tr = train(model, args, lm, niah_examples(train_gen, args), device, ckpt)
+        if args.export:
+            model.save_pretrained(Path(args.export) / name)  # JSON config + safetensors
         t0 = time.time()
         records = [] if args.no_test else test(model, args, test_gen, device, deadline)
         acc = {}
