@@ -250,6 +250,9 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device,
     (the learning-rate schedule runs over ``args.total_seconds`` of training in all calls)."""
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
     first_step, prior_seconds, log, skipped = 0, 0.0, [], []
+    if args.resume and args.total_seconds is None:
+        raise ValueError("--resume needs --total-seconds (the schedule's length over all calls); "
+                         "without it the resumed call would train at the floor learning rate")
     if checkpoint is not None and args.resume and checkpoint.exists():
         saved = torch.load(checkpoint, map_location=device, weights_only=True)
         model.load_state_dict(saved["model"])
@@ -267,7 +270,9 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device,
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     loader = torch.utils.data.DataLoader(
-        TrainingBatches(args, lm, make_example, first_step), batch_size=None, num_workers=workers,
+        # The stream of a resumed run starts after every batch drawn before, skipped ones included.
+        TrainingBatches(args, lm, make_example, first_step + len(skipped)), batch_size=None,
+        num_workers=workers,
         pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
     batches = iter(loader)
     start, step = time.time(), first_step
@@ -335,9 +340,12 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device,
     if checkpoint is not None:
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         tmp = checkpoint.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "steps": step,
-                    "train_seconds": result["train_seconds"], "log": json.dumps(log),
-                    "skipped_steps": json.dumps(skipped)}, tmp)
+        with open(tmp, "wb") as fh:
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "steps": step,
+                        "train_seconds": result["train_seconds"], "log": json.dumps(log),
+                        "skipped_steps": json.dumps(skipped)}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         tmp.replace(checkpoint)
     return result
 

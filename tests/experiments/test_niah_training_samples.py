@@ -140,11 +140,12 @@ def test_train_resumes_from_its_checkpoint(run_niah, tmp_path):
 
     torch.manual_seed(1)
     loaded = _NaNOnce(bad=set())
-    out = run_niah.train(loaded, _train_args(run_niah, "--steps", "4", "--resume"), lm, None, cpu, ckpt)
+    resume = ("--resume", "--total-seconds", "60")
+    out = run_niah.train(loaded, _train_args(run_niah, "--steps", "4", *resume), lm, None, cpu, ckpt)
     assert loaded.calls == 0 and out["steps"] == 4 and torch.equal(loaded.emb.weight, after_first)
 
     resumed = _NaNOnce(bad=set())
-    out = run_niah.train(resumed, _train_args(run_niah, "--steps", "7", "--resume"), lm, None, cpu, ckpt)
+    out = run_niah.train(resumed, _train_args(run_niah, "--steps", "7", *resume), lm, None, cpu, ckpt)
     assert resumed.calls == 3 and out["steps"] == 7 and [r["step"] for r in out["log"]] == [1]
     assert not torch.equal(resumed.emb.weight, after_first)
     saved = torch.load(ckpt, weights_only=True)
@@ -167,3 +168,10 @@ def test_model_config_knows_the_lmm_ablations(run_niah):
     assert run_niah.model_config("lmm-nopersistent", args) == base
     with pytest.raises(ValueError, match="lmm-linear"):
         run_niah.model_config("lmm-bogus", args)
+
+
+def test_resume_without_total_seconds_is_refused(run_niah, tmp_path):
+    lm = np.frombuffer(b"plain text for the language-model rows " * 40, dtype=np.uint8)
+    with pytest.raises(ValueError, match="--total-seconds"):
+        run_niah.train(_NaNOnce(bad=set()), _train_args(run_niah, "--resume"), lm, None,
+                       torch.device("cpu"), tmp_path / "m.pt")

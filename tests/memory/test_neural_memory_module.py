@@ -243,3 +243,28 @@ def test_weights_saved_with_separate_qkv_projections_still_load():
     fresh.load_state_dict(old)  # strict: every key accounted for
     x = torch.randn(2, 21, 32, dtype=torch.float64)
     torch.testing.assert_close(fresh(x)[0], m(x)[0], rtol=0, atol=0)
+
+
+def test_upgrade_unfused_qkv_maps_a_whole_models_old_weights():
+    """The hook-free upgrade (used where FSDP loads full state dicts) turns a model's weights in
+    the old layout back into exactly its current state dict; other entries pass through."""
+    from titans.memory.neural_memory import upgrade_unfused_qkv
+    from titans.models import TitansLM, get_config
+
+    model = TitansLM(get_config("tiny-mac", vocab_size=64, d_model=32, n_layers=2, n_heads=2))
+    new = model.state_dict()
+    old = {}
+    for name, value in new.items():
+        if name.endswith("qkv_proj.weight"):
+            base = name[: -len("qkv_proj.weight")]
+            old.update(zip((base + f"{c}_proj.weight" for c in "qkv"), value.chunk(3)))
+        elif name.endswith(("memory.conv.weight", "memory.conv.bias")):
+            base, kind = name.rsplit(".conv.", 1)
+            old.update({f"{base}.convs.{i}.{kind}": part for i, part in enumerate(value.chunk(3))})
+        else:
+            old[name] = value
+    assert len(old) == len(new) + 2 * 6  # two memory layers, 3 entries each become 9
+    upgraded = upgrade_unfused_qkv(old)
+    assert upgraded.keys() == new.keys()
+    for name, value in new.items():
+        assert torch.equal(upgraded[name], value), name

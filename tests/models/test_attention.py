@@ -80,3 +80,18 @@ def test_rope_table_equals_computed_angles_across_its_limit():
         pos = torch.arange(start, start + 40)
         got = apply_rotary(x, *rope_cos_sin(start, 40, 16, 1e4, "cpu"))
         torch.testing.assert_close(got, rotary(x, pos, 1e4), rtol=0, atol=0)
+
+
+def test_rope_table_first_built_under_inference_mode_still_trains():
+    """The cached table must be a plain tensor: a float64 layer (whose ``.to`` keeps the table
+    itself) first run under inference_mode and then trained must backpropagate."""
+    from titans.models.attention import _ROPE_TABLES, SelfAttention
+
+    _ROPE_TABLES.clear()
+    layer = SelfAttention(32, 2, 16, 1e4, None).double()
+    x = torch.randn(1, 9, 32, dtype=torch.float64)
+    with torch.inference_mode():
+        layer(x)
+    y, _ = layer(x)
+    y.sum().backward()
+    assert layer.qkv.weight.grad is not None

@@ -150,3 +150,51 @@ def test_too_many_consecutive_skips_raise(tmp_path):
     trainer.train_step()
     with pytest.raises(FloatingPointError, match="2 consecutive steps"):
         trainer.train_step()
+
+
+def test_resume_from_a_checkpoint_saved_before_qkv_fusion(tmp_path):
+    """A run checkpointed when the memory had separate q/k/v projections and convolutions (weights
+    and Adam state under the old names) resumes bit-identically to one that never left the new
+    layout."""
+    from safetensors.torch import save_file
+
+    steps = 6
+    full = Trainer(tiny_config(tmp_path / "full", max_steps=steps), print_fn=lambda *a: None)
+    full.fit()
+    Trainer(tiny_config(tmp_path / "half", max_steps=steps, stop_after=steps // 2),
+            print_fn=lambda *a: None).fit()
+    ckpt = resolve_checkpoint(tmp_path / "half")
+
+    def split(name: str) -> list[str] | None:
+        for new, old in (("qkv_proj.weight", ["q_proj.weight", "k_proj.weight", "v_proj.weight"]),
+                         ("conv.weight", [f"convs.{i}.weight" for i in range(3)]),
+                         ("conv.bias", [f"convs.{i}.bias" for i in range(3)])):
+            if name.endswith(new):
+                return [name[: -len(new)] + o for o in old]
+        return None
+
+    weights, old_weights = load_file(str(ckpt / "model.safetensors")), {}
+    for name, value in weights.items():
+        olds = split(name)
+        old_weights.update(zip(olds, value.chunk(3)) if olds else [(name, value)])
+    assert len(old_weights) == len(weights) + 6
+    save_file({k: v.contiguous() for k, v in old_weights.items()}, str(ckpt / "model.safetensors"))
+    optim = torch.load(ckpt / "optimizer.pt", weights_only=False)
+    state = {}
+    for name, s in optim["state"].items():
+        olds = split(name)
+        if olds is None:
+            state[name] = s
+            continue
+        parts = {k: (v.chunk(3) if torch.is_tensor(v) and v.dim() else [v] * 3) for k, v in s.items()}
+        state.update({o: {k: parts[k][i].clone() for k in s} for i, o in enumerate(olds)})
+    groups = [{**g, "params": [o for n in g["params"] for o in (split(n) or [n])]}
+              for g in optim["param_groups"]]
+    torch.save({"state": state, "param_groups": groups}, ckpt / "optimizer.pt")
+
+    second = Trainer(tiny_config(tmp_path / "half", max_steps=steps), resume=tmp_path / "half",
+                     print_fn=lambda *a: None)
+    second.fit()
+    a, b = params(full.model), params(second.model)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

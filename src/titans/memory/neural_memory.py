@@ -58,16 +58,58 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+_UNFUSED = (("qkv_proj.weight", ("q_proj.weight", "k_proj.weight", "v_proj.weight")),
+            ("conv.weight", tuple(f"convs.{i}.weight" for i in range(3))),
+            ("conv.bias", tuple(f"convs.{i}.bias" for i in range(3))))
+
+
+def unfused_qkv_names(names) -> list[tuple[str, tuple[str, ...]]]:
+    """(new name, old names) for every set of q/k/v projection or convolution entries among
+    ``names`` saved before q/k/v were fused (``…q_proj.weight``/``k_proj``/``v_proj`` and
+    ``…convs.{0,1,2}.*``); the new entry is the old ones concatenated along dim 0, in order."""
+    names, found = set(names), []
+    for name in sorted(names):
+        for new, old in _UNFUSED:
+            if name.endswith(old[0]):
+                prefix = name[: len(name) - len(old[0])]
+                group = tuple(prefix + o for o in old)
+                if all(g in names for g in group):
+                    found.append((prefix + new, group))
+    return found
+
+
+def upgrade_unfused_qkv(weights: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A whole model's flat weights with every pre-fusion q/k/v entry set replaced by the fused
+    entry (for loaders that bypass ``load_state_dict``'s hooks, such as FSDP's)."""
+    out = dict(weights)
+    for new, old in unfused_qkv_names(out):
+        out[new] = torch.cat([out.pop(k) for k in old])
+    return out
+
+
+def upgrade_unfused_qkv_optimizer(sd: dict) -> dict:
+    """The same for an optimizer state keyed by parameter name (``{"state": {name: {...}},
+    "param_groups": [{"params": [name, ...], ...}]}``): per-parameter tensors such as Adam's
+    moments are concatenated, scalars (the step) taken from the first; the group lists the fused
+    name where the q entry stood."""
+    state, groups = dict(sd["state"]), [dict(g) for g in sd["param_groups"]]
+    for new, old in unfused_qkv_names(state):
+        parts = [state.pop(k) for k in old]
+        state[new] = {key: (torch.cat([part[key] for part in parts])
+                            if torch.is_tensor(value) and value.dim() > 0 else value)
+                      for key, value in parts[0].items()}
+        for g in groups:
+            if old[0] in g["params"]:
+                g["params"] = [new if n == old[0] else n for n in g["params"] if n not in old[1:]]
+    return {**sd, "state": state, "param_groups": groups}
+
+
 def _upgrade_state_dict(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
-    """Load weights saved before q/k/v were fused: ``q_proj``/``k_proj``/``v_proj`` and
-    ``convs.{0,1,2}`` become ``qkv_proj`` and ``conv`` (concatenated in q, k, v order)."""
-    old = [f"{prefix}{n}_proj.weight" for n in "qkv"]
-    if all(k in state_dict for k in old):
-        state_dict[f"{prefix}qkv_proj.weight"] = torch.cat([state_dict.pop(k) for k in old])
-    for name in ("weight", "bias"):
-        old = [f"{prefix}convs.{i}.{name}" for i in range(3)]
-        if all(k in state_dict for k in old):
-            state_dict[f"{prefix}conv.{name}"] = torch.cat([state_dict.pop(k) for k in old])
+    """Load weights saved before q/k/v were fused (see :func:`unfused_qkv_names`)."""
+    for new, old in _UNFUSED:
+        keys = [prefix + o for o in old]
+        if all(k in state_dict for k in keys):
+            state_dict[prefix + new] = torch.cat([state_dict.pop(k) for k in keys])
 
 
 class CausalDepthwiseConv(nn.Module):
@@ -148,7 +190,7 @@ class NeuralMemory(nn.Module):
         if self.conv is not None:
             proj, _ = self.conv(proj, None, channels=width)
         q = rearrange(F.silu(proj), "b t (h d) -> b t h d", h=self.config.num_heads)
-        return F.normalize(q, dim=-1)
+        return F.normalize(q, dim=-1).to(proj.dtype)  # as in _qkv: the ℓ2 norm runs in fp32 under autocast
 
     def _gates(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         c = self.config

@@ -106,13 +106,22 @@ def rope_cos_sin(start: int, length: int, dim: int, theta: float, device: torch.
     """float64 cos, sin ``[length, dim/2]`` of positions ``start … start+length−1``. Positions
     below 2^16 come from a table built once per (dim, θ, device) — the same float64 values as
     computing them, so every split of a sequence sees the same rotation either way."""
+    if start < 0 or length < 0:
+        raise ValueError(f"start and length must be >= 0, got {start} and {length}")
     end = start + length
     if end > _ROPE_CACHE_POSITIONS:
         return _angles(torch.arange(start, end, device=device), dim, theta)
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     key = (dim, float(theta), str(device))
     table = _ROPE_TABLES.get(key)
     if table is None:
-        table = _ROPE_TABLES[key] = _angles(torch.arange(_ROPE_CACHE_POSITIONS, device=device), dim, theta)
+        # A plain tensor even when first needed under inference_mode (else autograd could not
+        # save it for a later training step's backward).
+        with torch.inference_mode(False), torch.no_grad():
+            table = _angles(torch.arange(_ROPE_CACHE_POSITIONS, device=device), dim, theta)
+        _ROPE_TABLES[key] = table
     return table[0][start:end], table[1][start:end]
 
 

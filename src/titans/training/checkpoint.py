@@ -25,6 +25,8 @@ import torch
 from safetensors.torch import load_file, load_model
 from torch import nn
 
+from titans.memory.neural_memory import upgrade_unfused_qkv, upgrade_unfused_qkv_optimizer
+
 from .distributed import is_fsdp, unwrap
 
 LATEST = "latest"
@@ -60,6 +62,7 @@ def _optimizer_state_by_name(model: nn.Module, optimizer: torch.optim.Optimizer)
 
 
 def _load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, sd: dict) -> None:
+    sd = upgrade_unfused_qkv_optimizer(sd)  # runs saved before the memory's q/k/v were fused
     if is_fsdp(model):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
@@ -139,7 +142,7 @@ def load_weights(model: nn.Module, ckpt: Path) -> None:
     if is_fsdp(model):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-        set_model_state_dict(model, load_file(str(ckpt / "model.safetensors")),
+        set_model_state_dict(model, upgrade_unfused_qkv(load_file(str(ckpt / "model.safetensors"))),
                              options=StateDictOptions(full_state_dict=True, strict=False))
         return
     load_model(unwrap(model), str(ckpt / "model.safetensors"), strict=True)
