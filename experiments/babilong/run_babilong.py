@@ -3,6 +3,7 @@ scratch on a mix of LM text and bAbI stories hidden in Gutenberg text of at most
 tokens, then test every task at longer lengths (the paper's Fig. 6b at our scale).
 
 Same models, optimiser, schedule, batch mix and time caps as ``experiments/niah/run_niah.py``
+(``experiments/task_training.py``)
 (byte tokens). Training samples: task uniform over ``--tasks``, length 0 (facts only) with
 probability ``--zero-fraction``, else uniform in [story tokens, ``--train-len``]; the loss is on
 the answer " word." (plus ``--context-loss`` × the LM loss on the prompt). Test: teacher-forced
@@ -26,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "niah"))
-from run_niah import PAD, TOK, add_training_options, lm_tokens, model_config, train  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from task_training import PAD, TOK, add_training_options, lm_tokens, model_config, train  # noqa: E402
 
 from titans.evaluation.babilong import TASKS, BabilongGenerator  # noqa: E402
 from titans.evaluation.niah import teacher_forced_exact_match  # noqa: E402
