@@ -201,6 +201,7 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device,
     if n_niah + n_copy > args.batch:
         raise ValueError(f"niah_fraction + copy_fraction must be <= 1, got {args.niah_fraction} + "
                          f"{args.copy_fraction}")
+    forward = torch.compile(model) if args.compile else model
     workers = args.workers
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
@@ -223,7 +224,7 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device,
         ids, tgt = batch["ids"], batch["tgt"]
         is_niah, is_answer, is_copy = batch["is_niah"], batch["is_answer"], batch["is_copy"]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(ids).logits.float()
+            logits = forward(ids).logits.float()
         ce = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100, reduction="none")
         ce = ce.view_as(tgt)
         valid = tgt != -100
@@ -388,6 +389,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-test", action="store_true", help="train (and checkpoint) only")
     p.add_argument("--export", default=None, help="directory: each trained model is saved there "
                    "as MODEL/ (config JSON + safetensors, loadable with TitansLM.from_pretrained)")
+    p.add_argument("--compile", action="store_true", help="train through torch.compile(model) "
+                   "(fuses the small per-segment ops that make MAC's step host-bound)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes building the "
                    "training batches (0: in the training process; the batches depend on it)")
     p.add_argument("--alpha-init", type=float, default=None, help="memory forget gate at "
