@@ -5,7 +5,8 @@
 # Data: data/test.jsonl.gz (Gutenberg test split: haystacks, bAbI background) and
 # data/lm_train.jsonl.gz (a slice of Gutenberg train-00: LM samples), relative to the
 # working directory (a copy of the repository carried to the GPU machine).
-# Extra options for every process: RETRIEVAL_ARGS; NIAH only: NIAH_ARGS. Models: NIAH_MODELS,
+# Extra options for every process: RETRIEVAL_ARGS; NIAH only: NIAH_ARGS. Batch-building processes
+# per model: RETRIEVAL_WORKERS (default 3; a 16-core machine runs ~4 models at once). Models: NIAH_MODELS,
 # BABILONG_MODELS (space-separated; default all). With several GPUs the processes are spread
 # round-robin over them (niah first, then babilong); NIAH_GPUS / BABILONG_GPUS (one GPU index
 # per model, in order) place them by hand, e.g. NIAH_MODELS="mac transformer swa" NIAH_GPUS="0 1 1".
@@ -18,6 +19,7 @@ common=(--haystack data/test.jsonl.gz --lm-data data/lm_train.jsonl.gz
         --d-model 256 --n-layers 4 --n-heads 4 --expansion 4 --chunk 16 --segment 256
         --batch 32 --copy-fraction 0.25 --copy-len 256 --context-loss 1.0
         --lr 2e-3 --warmup 50 --steps 100000 --max-seconds "$secs" --deadline $((secs + 230))
+        --workers "${RETRIEVAL_WORKERS:-3}"
         ${RETRIEVAL_ARGS:-})
 export PYTHONPATH=src
 ngpu=$(nvidia-smi -L 2>/dev/null | wc -l)
