@@ -1,0 +1,33 @@
+"""The result readers of the plot scripts (the figures themselves are not compared)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def plot_babilong():
+    path = ROOT / "experiments/babilong/plot_babilong.py"
+    spec = importlib.util.spec_from_file_location("plot_babilong", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_babilong_reader_takes_logs_and_results(plot_babilong, tmp_path):
+    log = tmp_path / "babilong_mac.log"
+    log.write_text("mac: 4.10M parameters\n  step 10 lm 2.0 niah 0.3\n  qa1      0:  10.0%\n"
+                   "  qa2   1024:   0.0%\n  qa5  16384:  20.0%\n")
+    assert plot_babilong.read(log) == {"mac": {("qa1", 0): 10.0, ("qa2", 1024): 0.0, ("qa5", 16384): 20.0}}
+    res = tmp_path / "babilong_results.json"
+    res.write_text(json.dumps({"models": {"lmm": {"accuracy": {"qa1@0": 40.0, "qa3@4096": 5.0}}}}))
+    assert plot_babilong.read(res) == {"lmm": {("qa1", 0): 40.0, ("qa3", 4096): 5.0}}
+    out = tmp_path / "fig.png"
+    plot_babilong.main([str(log), str(res)], str(out))
+    assert out.stat().st_size > 0
