@@ -1,0 +1,52 @@
+"""Recall accuracy vs the noise gap between the pairs and the queries, one line per run of
+``mqar.py --test-gaps`` (the shaded band is the range of gaps seen in training).
+
+    python3 experiments/recall_probe/plot_lengthgen.py experiments/recall_probe/results_lengthgen/*.json \
+        --out experiments/recall_probe/results_lengthgen/accuracy_vs_gap.png
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def label(run: dict) -> str:
+    a = run["args"]
+    alpha = f", α₀ {a['alpha_init']:g}" if a.get("alpha_init") is not None else ""
+    return f"{a['model']}{alpha}, {a['steps']} steps"
+
+
+def main(paths: list[str], out: str) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
+    train_gap = 0
+    for path in paths:
+        run = json.loads(Path(path).read_text())
+        if not run.get("test"):
+            continue
+        gaps = sorted(int(g) for g in run["test"])
+        ax.plot([max(g, 1) for g in gaps], [run["test"][str(g)] for g in gaps], marker="o", label=label(run))
+        train_gap = max(train_gap, run["args"]["train_gap"])
+    ax.axvspan(1, max(train_gap, 1), color="grey", alpha=0.15, label="gaps seen in training")
+    ax.axhline(0.1, color="grey", linestyle=":", label="chance")
+    ax.set_xscale("log")
+    ax.set_xlabel("noise tokens between the pairs and the queries (0 drawn at 1)")
+    ax.set_ylabel("recall accuracy")
+    ax.legend(fontsize=7)
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    target = "accuracy_vs_gap.png"
+    if "--out" in argv:
+        i = argv.index("--out")
+        target, argv = argv[i + 1], argv[:i] + argv[i + 2:]
+    main(argv, target)
