@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 def label(run: dict) -> str:
     a = run["args"]
     alpha = f", α₀ {a['alpha_init']:g}" if a.get("alpha_init") is not None else ""
-    return f"{a['model']}{alpha}, {a['steps']} steps"
+    return f"{a['model']}{alpha}, {a['steps']} steps, seed {a['seed']}"
 
 
 def main(paths: list[str], out: str) -> None:
