@@ -52,7 +52,8 @@ def accuracy(model: TitansLM, P: int, gap: int, samples: int, batch_size: int) -
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=["transformer", "lmm"], default="lmm")
+    p.add_argument("--model", choices=["transformer", "lmm", "mac"], default="lmm")
+    p.add_argument("--segment", type=int, default=16, help="MAC segment (attention window)")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--d-model", type=int, default=64)
@@ -76,8 +77,12 @@ def main() -> None:
         memory["alpha_init"] = args.alpha_init
     common = dict(vocab_size=256, d_model=args.d_model, n_layers=2, n_heads=2, attn_backend="sdpa",
                   memory=memory)
-    cfg = (get_config("tiny-transformer", **common) if args.model == "transformer"
-           else get_config("tiny-lmm", n_persistent=0, **common))
+    if args.model == "transformer":
+        cfg = get_config("tiny-transformer", **common)
+    elif args.model == "mac":
+        cfg = get_config("tiny-mac", segment_len=args.segment, n_persistent=4, n_retrieve=4, **common)
+    else:
+        cfg = get_config("tiny-lmm", n_persistent=0, **common)
     model = TitansLM(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
     log, t0 = [], time.time()
