@@ -65,3 +65,15 @@ def write_json(path: str | os.PathLike, payload: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2))
     tmp.replace(path)
+
+
+def retrieval_model(variant: str, d_model: int, n_layers: int, n_heads: int, chunk: int, segment: int,
+                    vocab: int = 256, expansion: float | None = None):
+    """The small byte-level models of the retrieval experiments (``experiments/task_training.py``
+    shapes): ``tiny-{variant}`` at the given size; MAC with 16 persistent and 16 retrieved tokens."""
+    from titans.models import TitansLM, get_config
+
+    memory = {"chunk_size": chunk} if expansion is None else {"chunk_size": chunk, "expansion": expansion}
+    extra = {"segment_len": segment, "n_persistent": 16, "n_retrieve": 16} if variant == "mac" else {}
+    return TitansLM(get_config(f"tiny-{variant}", vocab_size=vocab, d_model=d_model, n_layers=n_layers,
+                               n_heads=n_heads, memory=memory, **extra))

@@ -23,10 +23,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import environment, write_json  # noqa: E402
+from common import environment, retrieval_model, write_json  # noqa: E402
 
 import titans.memory.neural_memory as memory_module  # noqa: E402
-from titans.models import VARIANTS, TitansLM, get_config  # noqa: E402
+from titans.models import VARIANTS  # noqa: E402
 
 
 class OpCounter(TorchDispatchMode):
@@ -44,12 +44,8 @@ def _stand_in(q, k, v, theta, eta, alpha, state, **_):
 
 
 def count(variant: str, args: argparse.Namespace) -> collections.Counter[str]:
-    extra = ({"segment_len": args.segment, "n_persistent": 16, "n_retrieve": 16}
-             if variant == "mac" else {})
     torch.manual_seed(0)
-    model = TitansLM(get_config(f"tiny-{variant}", vocab_size=256, d_model=args.d_model,
-                                n_layers=args.n_layers, n_heads=args.n_heads,
-                                memory={"chunk_size": args.chunk}, **extra))
+    model = retrieval_model(variant, args.d_model, args.n_layers, args.n_heads, args.chunk, args.segment)
     x = torch.randint(0, 256, (args.batch, args.seq_len + 1))
     counter = OpCounter()
     original, memory_module.neural_memory = memory_module.neural_memory, _stand_in

@@ -19,18 +19,9 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import environment, write_json  # noqa: E402
+from common import environment, retrieval_model, write_json  # noqa: E402
 
-from titans.models import VARIANTS, TitansLM, count_parameters, get_config  # noqa: E402
-
-
-def build(args: argparse.Namespace) -> TitansLM:
-    memory = {"chunk_size": args.chunk, "expansion": args.expansion}
-    extra = ({"segment_len": args.segment, "n_persistent": 16, "n_retrieve": 16}
-             if args.variant == "mac" else {})
-    config = get_config(f"tiny-{args.variant}", vocab_size=args.vocab, d_model=args.d_model,
-                        n_layers=args.n_layers, n_heads=args.n_heads, memory=memory, **extra)
-    return TitansLM(config)
+from titans.models import VARIANTS, count_parameters  # noqa: E402
 
 
 def main() -> None:
@@ -53,7 +44,8 @@ def main() -> None:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
-    model = build(args).to(device)
+    model = retrieval_model(args.variant, args.d_model, args.n_layers, args.n_heads, args.chunk,
+                            args.segment, args.vocab, args.expansion).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randint(0, args.vocab, (args.batch, args.seq_len + 1), device=device)
 

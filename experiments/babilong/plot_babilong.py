@@ -10,9 +10,9 @@ parameters``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -71,9 +71,9 @@ def main(paths: list[str], out: str) -> None:
 
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    target = "babilong.png"
-    if "--out" in argv:
-        i = argv.index("--out")
-        target, argv = argv[i + 1], argv[:i] + argv[i + 2:]
-    main(argv, target)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", help="babilong_results.json files and/or run_babilong.py logs")
+    parser.add_argument("--out", default="babilong.png", help="figure")
+    cli = parser.parse_args()
+    main(cli.paths, cli.out)

@@ -10,8 +10,8 @@ as one figure, next to the first file, with ``--out``:
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -51,9 +51,11 @@ def main(paths: list[str], out: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    out = None
-    if "--out" in argv:
-        i = argv.index("--out")
-        out, argv = argv[i + 1], argv[:i] + argv[i + 2:]
-    main(argv or ["experiments/niah/results/niah_results.json"], out)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="*", default=["experiments/niah/results/niah_results.json"],
+                        help="niah_results.json files (one figure)")
+    parser.add_argument("--out", default=None,
+                        help="figure (default: niah_heatmap.png next to the first file)")
+    cli = parser.parse_args()
+    main(cli.paths, cli.out)

@@ -7,8 +7,8 @@
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -44,9 +44,9 @@ def main(paths: list[str], out: str) -> None:
 
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    target = "accuracy_vs_gap.png"
-    if "--out" in argv:
-        i = argv.index("--out")
-        target, argv = argv[i + 1], argv[:i] + argv[i + 2:]
-    main(argv, target)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", help="mqar.py --out JSON files")
+    parser.add_argument("--out", default="accuracy_vs_gap.png", help="figure")
+    cli = parser.parse_args()
+    main(cli.paths, cli.out)
