@@ -14,6 +14,7 @@ batches that mix task samples (loss on the answer), copy samples and LM text.
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import json
 import math
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 
 from titans.data.tokenizer import ByteTokenizer
 from titans.models import ABLATIONS, get_config
+from titans.training.cuda_graph import GraphedTrainStep
 
 TOK = ByteTokenizer()
 _ALNUM = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -173,6 +175,58 @@ class TrainingBatches(torch.utils.data.IterableDataset):
             k += 1
 
 
+def batch_losses(model, batch: dict[str, torch.Tensor], context_loss: float,
+                 cache_enabled: bool = True) -> dict[str, torch.Tensor]:
+    """The training losses of one batch (``make_batch``'s dict, on the model's device): LM loss
+    on text rows, the task loss on answer positions, the prompt LM loss of task rows, the copy
+    loss, and ``loss`` = their sum with ``context_loss`` weighting the prompt term. Free of host
+    syncs (masked sums, not boolean indexing), so it can be captured in a CUDA graph; an empty
+    term is 0."""
+    device_type = batch["ids"].device.type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=device_type == "cuda",
+                        cache_enabled=cache_enabled):
+        logits = model(batch["ids"]).logits.float()
+    tgt = batch["tgt"]
+    ce = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100, reduction="none")
+    ce = ce.view_as(tgt)
+    valid, is_niah, is_copy = tgt != -100, batch["is_niah"], batch["is_copy"]
+
+    def mean(mask: torch.Tensor) -> torch.Tensor:
+        return torch.where(mask, ce, 0.0).sum() / mask.sum().clamp(min=1)
+
+    out = {"lm": mean(valid & ~is_niah & ~is_copy), "niah": mean(batch["is_answer"]),
+           "context": mean(valid & is_niah & ~batch["is_answer"]), "copy": mean(valid & is_copy)}
+    out["loss"] = out["lm"] + out["niah"] + context_loss * out["context"] + out["copy"]
+    return out
+
+
+def _grad_norm(model) -> float:
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])).item()
+
+
+def check_graph(graphed, forward, model, batch, args, rtol: float = 0.05):
+    """Capture the first batch's graph and compare its loss and gradient norm with an eager step
+    on the same batch (weights unchanged in between). Returns ``graphed``, or None (train
+    eagerly) with a printed reason when they differ by more than ``rtol``."""
+    for p in model.parameters():
+        p.grad = None
+    eager = batch_losses(forward, batch, args.context_loss)
+    eager["loss"].backward()
+    e_loss, e_norm = eager["loss"].item(), _grad_norm(model)
+    start = time.time()
+    try:
+        g_loss, g_norm = graphed(batch)["loss"].item(), _grad_norm(model)
+    except RuntimeError as e:  # a capture failure costs the speed-up, not the run
+        print(f"  CUDA graph capture failed ({e}); training eagerly", flush=True)
+        return None
+    ok = abs(g_loss - e_loss) <= rtol * abs(e_loss) and abs(g_norm - e_norm) <= rtol * e_norm
+    print(f"  CUDA graph ({time.time() - start:.1f}s to capture): loss {g_loss:.4f} vs eager "
+          f"{e_loss:.4f}, |g| {g_norm:.4f} vs {e_norm:.4f}"
+          + ("" if ok else " — MISMATCH, training eagerly"), flush=True)
+    return graphed if ok else None
+
+
 def train(model, args, lm: np.ndarray, make_example: Callable, device,
           checkpoint: Path | None = None) -> dict:
     """Train on batches of ``round(batch * niah_fraction)`` task samples from ``make_example``
@@ -202,6 +256,12 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device,
         raise ValueError(f"niah_fraction + copy_fraction must be <= 1, got {args.niah_fraction} + "
                          f"{args.copy_fraction}")
     forward = torch.compile(model) if args.compile else model
+    graphed, graph_checked = None, False
+    if args.cuda_graph:
+        if device.type != "cuda":
+            raise ValueError("--cuda-graph needs a CUDA device")
+        graphed = GraphedTrainStep(
+            forward, functools.partial(batch_losses, context_loss=args.context_loss, cache_enabled=False))
     workers = args.workers
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
@@ -221,25 +281,19 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device,
         for g in opt.param_groups:
             g["lr"] = lr
         batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
-        ids, tgt = batch["ids"], batch["tgt"]
-        is_niah, is_answer, is_copy = batch["is_niah"], batch["is_answer"], batch["is_copy"]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = forward(ids).logits.float()
-        ce = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100, reduction="none")
-        ce = ce.view_as(tgt)
-        valid = tgt != -100
-        lm_mask = valid & ~is_niah & ~is_copy
-        lm_loss = ce[lm_mask].mean() if lm_mask.any() else ce.new_zeros(())
-        copy_loss = ce[valid & is_copy].mean() if (valid & is_copy).any() else ce.new_zeros(())
-        ctx = valid & is_niah & ~is_answer
-        ctx_loss = ce[ctx].mean() if ctx.any() else ce.new_zeros(())
-        niah_loss = ce[is_answer].mean()
-        loss = lm_loss + niah_loss + args.context_loss * ctx_loss + copy_loss
+        if graphed is not None and not graph_checked:
+            graphed, graph_checked = check_graph(graphed, forward, model, batch, args), True
+        if graphed is not None:
+            losses = graphed(batch)
+        else:
+            opt.zero_grad(set_to_none=True)
+            losses = batch_losses(forward, batch, args.context_loss)
+            losses["loss"].backward()
+        loss, lm_loss, niah_loss = losses["loss"], losses["lm"], losses["niah"]
+        ctx_loss, copy_loss = losses["context"], losses["copy"]
         if args.debug_nan and not torch.isfinite(loss):
-            report_non_finite(model, ids, device)
+            report_non_finite(model, batch["ids"], device)
             break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         if not torch.isfinite(grad_norm):
             if args.debug_nan:
@@ -247,8 +301,8 @@ def train(model, args, lm: np.ndarray, make_example: Callable, device,
                        if p.grad is not None and not torch.isfinite(p.grad).all()]
                 print(f"  step {step + 1}: loss {loss.item():.3f}, non-finite gradients in "
                       f"{len(bad)} tensors: {bad[:12]}", flush=True)
-                report_non_finite(model, ids, device)
-                locate_non_finite_backward(model, ids, tgt, device)
+                report_non_finite(model, batch["ids"], device)
+                locate_non_finite_backward(model, batch["ids"], batch["tgt"], device)
                 break
             if args.nonfinite_grads == "skip":
                 # Leave the weights and the optimizer state as they are; the batch is dropped.
@@ -391,6 +445,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    "as MODEL/ (config JSON + safetensors, loadable with TitansLM.from_pretrained)")
     p.add_argument("--compile", action="store_true", help="train through torch.compile(model) "
                    "(fuses the small per-segment ops that make MAC's step host-bound)")
+    p.add_argument("--cuda-graph", action="store_true", help="capture forward + loss + backward "
+                   "as a CUDA graph per batch shape and replay it (the small models are "
+                   "launch-bound; the first batch is checked against an eager step)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes building the "
                    "training batches (0: in the training process; the batches depend on it)")
     p.add_argument("--alpha-init", type=float, default=None, help="memory forget gate at "

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,3 +129,42 @@ def test_resume_without_total_seconds_is_refused(run_niah, tmp_path, task_traini
     with pytest.raises(ValueError, match="--total-seconds"):
         task_training.train(_NaNOnce(bad=set()), _train_args(run_niah, "--resume"), lm, None,
                        torch.device("cpu"), tmp_path / "m.pt")
+
+
+def test_batch_losses_match_masked_means(task_training):
+    """The sync-free losses equal the plain boolean-indexed means; an empty term is 0."""
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, logits):
+            super().__init__()
+            self.logits = logits
+
+        def forward(self, ids):
+            return SimpleNamespace(logits=self.logits)
+
+    g = torch.Generator().manual_seed(0)
+    B, T = 4, 12
+    logits = torch.randn(B, T, 256, generator=g)
+    tgt = torch.randint(0, 256, (B, T), generator=g)
+    tgt[0, :5] = -100
+    is_niah = torch.zeros(B, T, dtype=torch.bool)
+    is_niah[0] = True
+    is_answer = torch.zeros(B, T, dtype=torch.bool)
+    is_answer[0, 9:] = True
+    batch = {"ids": tgt.clamp(min=0), "tgt": tgt, "is_niah": is_niah, "is_answer": is_answer,
+             "is_copy": torch.zeros(B, T, dtype=torch.bool)}
+    out = task_training.batch_losses(Fixed(logits), batch, context_loss=0.25)
+    ce = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100, reduction="none").view(B, T)
+    valid = tgt != -100
+    expect = {"lm": ce[valid & ~is_niah].mean(), "niah": ce[is_answer].mean(),
+              "context": ce[valid & is_niah & ~is_answer].mean(), "copy": torch.tensor(0.0)}
+    for k, v in expect.items():
+        torch.testing.assert_close(out[k], v)
+    torch.testing.assert_close(out["loss"], expect["lm"] + expect["niah"] + 0.25 * expect["context"])
+
+
+def test_cuda_graph_needs_cuda(run_niah, task_training):
+    lm = np.frombuffer(b"plain text for the language-model rows " * 40, dtype=np.uint8)
+    with pytest.raises(ValueError, match="--cuda-graph needs a CUDA"):
+        task_training.train(_NaNOnce(bad=set()), _train_args(run_niah, "--cuda-graph"), lm, None,
+                            torch.device("cpu"))
