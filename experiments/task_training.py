@@ -214,6 +214,7 @@ def check_graph(graphed, forward, model, batch, args, rtol: float = 0.05):
     eager = batch_losses(forward, batch, args.context_loss)
     eager["loss"].backward()
     e_loss, e_norm = eager["loss"].item(), _grad_norm(model)
+    del eager  # its autograd graph would keep the eager stream's gradient accumulators alive
     start = time.time()
     try:
         g_loss, g_norm = graphed(batch)["loss"].item(), _grad_norm(model)

@@ -466,3 +466,39 @@ def test_gpu_v6_bf16_matches_v4_and_reference(monkeypatch, depth, B, T, H, D, hi
     monkeypatch.setenv("TITANS_TRITON_KERNELS", "v4")
     compare(got, run(args, w, m, chunk, "gelu", "triton"), 3e-2, 6e-2, f"gpu v6 vs v4 {label}")
     compare(got, run(args, w, m, chunk, "gelu", None, f64=True), 6e-2, 6e-2, f"gpu v6 bf16 vs f64 {label}")
+
+
+class _HostTransfers(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts ops a CUDA graph cannot capture: host syncs (``.item()``, ``nonzero``) and
+    tensors made from Python values (``torch.tensor(...)``, ``t[i] = 3``, which copy host to
+    device on a GPU; on the CPU they show as ``lift_fresh`` / a copy from a 0-dim tensor)."""
+
+    SYNC = {"_local_scalar_dense", "nonzero", "is_nonzero", "lift_fresh"}
+
+    def __init__(self):
+        super().__init__()
+        self.hits: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in self.SYNC or (name in ("copy_", "index_put_") and len(args) > 1
+                                 and torch.is_tensor(args[1]) and args[1].dim() == 0):
+            self.hits.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@interp
+@pytest.mark.parametrize("depth, with_state_grad", [(2, False), (2, True), (1, False)])
+def test_interpreter_op_is_capturable_in_a_cuda_graph(depth, with_state_grad):
+    """The Triton op's forward and backward create no tensor from host values and never sync, so
+    a training step can be captured as a CUDA graph (titans.training.cuda_graph). A T that is
+    not a multiple of the chunk exercises the last chunk's end index."""
+    args, weights, mom = make_inputs(1, 40, 2, 16, depth, 32)
+    leaves = [t.clone().requires_grad_() for t in (*args, *weights)]
+    scan = _HostTransfers()
+    with scan:
+        y, st = neural_memory(*leaves[:6], MemoryState(tuple(leaves[6:]), mom), chunk_size=16,
+                              activation="silu", backend="triton")
+        loss = y.float().square().sum() + (st.weights[0].square().sum() if with_state_grad else 0)
+        loss.backward()
+    assert scan.hits == []

@@ -36,14 +36,15 @@ class _Captured:
                 for p in params:
                     p.grad = None
                 loss_fn(model, self.static)["loss"].backward()
-        torch.cuda.current_stream().wait_stream(side)
         for p in params:
             p.grad = None  # the captured backward allocates (not accumulates) each gradient
         self.graph = torch.cuda.CUDAGraph()
-        # thread_local: the DataLoader's pin-memory thread may allocate host memory meanwhile.
-        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+        # Captured on the warm-up stream (autograd's gradient accumulators keep the stream they
+        # were made on); thread_local: the DataLoader's pin-memory thread may allocate meanwhile.
+        with torch.cuda.graph(self.graph, stream=side, capture_error_mode="thread_local"):
             self.outputs = loss_fn(model, self.static)
             self.outputs["loss"].backward()
+        torch.cuda.current_stream().wait_stream(side)
         self.grads = [(p, p.grad) for p in params]
 
     def __call__(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

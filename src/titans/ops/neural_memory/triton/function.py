@@ -207,7 +207,10 @@ class _MemoryFn(torch.autograd.Function):
         bufs = []
         for snap, ds in zip(snaps, dstate):
             buf = torch.empty(2, *snap[:, 0].shape, device=q.device, dtype=torch.float32)
-            buf[NC % 2] = 0.0 if ds is None else ds
+            if ds is None:
+                buf[NC % 2].zero_()
+            else:
+                buf[NC % 2] = ds
             bufs.append(buf)
         f32 = torch.float32
         dq, dk, dv = (torch.empty(BHN, TP, D, device=q.device, dtype=f32) for _ in range(3))
@@ -245,7 +248,7 @@ def chunk_gates(theta: Tensor, eta: Tensor, alpha: Tensor, T: int, N: int) -> tu
     NC = TP // N
     gm = gate_matrices(*(g.unflatten(-1, (NC, N)) for g in (theta, eta, alpha)))
     last = torch.full((NC,), N - 1, dtype=torch.long, device=theta.device)
-    last[-1] = (T - 1) % N
+    last[-1:].fill_((T - 1) % N)  # fill_, not item assignment: no host-to-device copy (CUDA graphs)
     ar = torch.arange(NC, device=theta.device)
     a_n, c_n, e_n = gm.A[..., ar, last], gm.c[..., ar, last], gm.E[..., ar, last]
     ends = torch.stack([a_n, c_n, e_n, torch.zeros_like(a_n)], dim=-1)
