@@ -38,7 +38,8 @@ PAD = TOK.eos_id
 
 
 def model_config(name: str, args: argparse.Namespace):
-    """The model ``name``: mac, lmm, transformer, swa, or an LMM ablation of
+    """The model ``name``: mac, mag, mal (window = ``--segment``, 16 persistent tokens), lmm,
+    transformer, swa, or an LMM ablation of
     ``titans.models.ABLATIONS`` (the S-NIAH LMM has no persistent tokens, so ``lmm-nopersistent``
     is ``lmm`` itself)."""
     memory = {"chunk_size": args.chunk, "expansion": args.expansion}
@@ -57,13 +58,16 @@ def model_config(name: str, args: argparse.Namespace):
                   attn_backend="sdpa", memory=memory)
     if name == "mac":
         return get_config("tiny-mac", segment_len=args.segment, n_persistent=16, n_retrieve=16, **common)
+    if name in ("mag", "mal"):  # sliding-window attention of the MAC segment's length
+        return get_config(f"tiny-{name}", window=args.segment, n_persistent=16, **common)
     if name == "lmm" or name in ABLATIONS:
         return get_config("tiny-lmm", **{"n_persistent": 0, **overrides}, **common)
     if name == "transformer":
         return get_config("tiny-transformer", **common)
     if name == "swa":
         return get_config("tiny-transformer", window=args.segment, **common)
-    raise ValueError(f"model must be mac, lmm, transformer, swa or one of {sorted(ABLATIONS)}, got {name!r}")
+    raise ValueError(f"model must be mac, mag, mal, lmm, transformer, swa or one of {sorted(ABLATIONS)}, "
+                     f"got {name!r}")
 
 
 def lm_tokens(path: str, max_bytes: int) -> np.ndarray:

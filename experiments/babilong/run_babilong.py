@@ -107,6 +107,8 @@ def main() -> None:
                         "starts (the results written so far are kept)")
     p.add_argument("--out", default="experiments/babilong/results")
     args = p.parse_args()
+    for name in args.models:  # a bad name fails now, not after the models before it trained
+        model_config(name, args)
     deadline = time.time() + args.deadline
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

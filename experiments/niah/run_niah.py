@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = build_parser().parse_args()
     deadline = time.time() + args.deadline
+    for name in args.models:  # a bad name fails now, not after the models before it trained
+        model_config(name, args)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cuda.matmul.allow_tf32 = True

@@ -168,3 +168,17 @@ def test_cuda_graph_needs_cuda(run_niah, task_training):
     with pytest.raises(ValueError, match="--cuda-graph needs a CUDA"):
         task_training.train(_NaNOnce(bad=set()), _train_args(run_niah, "--cuda-graph"), lm, None,
                             torch.device("cpu"))
+
+
+def test_model_config_builds_mag_and_mal_with_the_segment_as_window(run_niah, task_training):
+    args = _train_args(run_niah, "--segment", "128")
+    for name in ("mag", "mal"):
+        cfg = task_training.model_config(name, args)
+        assert cfg.variant == name and cfg.window == 128 and cfg.n_persistent == 16
+
+
+def test_run_niah_refuses_an_unknown_model_before_training(run_niah, monkeypatch, tmp_path):
+    monkeypatch.setattr("sys.argv", ["run_niah.py", "--models", "lmm", "bogus", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="bogus"):
+        run_niah.main()
+    assert not any(tmp_path.iterdir())  # nothing trained or written

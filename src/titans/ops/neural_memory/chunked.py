@@ -35,17 +35,41 @@ class GateMatrices(NamedTuple):
     s_last: Tensor  # [..., n]  weight of u_i in the chunk's final momentum
 
 
+class _SegmentProducts(torch.autograd.Function):
+    """``P[..., t, i] = Π_{j=i+1..t} x_j`` (i ≤ t), 0 above the diagonal, with a sync-free backward.
+
+    ``torch.cumprod``'s CUDA backward asks the host whether the input holds a zero (``.item()``),
+    which breaks CUDA-graph capture of a training step. Here the gradient is formed without
+    dividing by x: the product without ``x_j`` is ``P[j-1, i] · P[t, j]``, so
+    ``dL/dx_j = Σ_{i<j≤t} g[t, i] P[j-1, i] P[t, j] = Σ_i S[j, i] M[i, j]`` with ``M = gᵀ P`` and
+    ``S`` = P shifted down one row — one batched matmul, exact at zeros."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        n = x.shape[-1]
+        ones = torch.ones(n, n, dtype=torch.bool, device=x.device)
+        strict_lower = torch.tril(ones, diagonal=-1)
+        cols = torch.where(strict_lower, x.unsqueeze(-1), torch.ones((), dtype=x.dtype, device=x.device))
+        p = torch.cumprod(cols, dim=-2).masked_fill(~torch.tril(ones), 0.0)
+        ctx.save_for_backward(p)
+        return p
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:
+        (p,) = ctx.saved_tensors
+        m = g.mT @ p  # M[i, j] = Σ_t g[t, i] P[t, j]   (P[t, j] = 0 for t < j)
+        shifted = torch.cat([torch.zeros_like(p[..., :1, :]), p[..., :-1, :]], dim=-2)  # S[j] = P[j-1]
+        return (shifted * m.mT).sum(-1)  # Σ_i S[j, i] M[i, j]; S[j, i] = 0 unless i < j
+
+
 def segment_products(x: Tensor) -> Tensor:
     """``P[..., t, i] = Π_{j=i+1..t} x_j`` for ``i ≤ t`` (1 on the diagonal), 0 above it.
 
     x: ``[..., n]`` → ``[..., n, n]``. Built by a cumulative product down the columns of a
-    masked matrix, so zeros in x give exact zeros and finite gradients.
+    masked matrix, so zeros in x give exact zeros and finite gradients; the backward makes no
+    host sync (CUDA-graph capturable).
     """
-    n = x.shape[-1]
-    ones = torch.ones(n, n, dtype=torch.bool, device=x.device)
-    strict_lower = torch.tril(ones, diagonal=-1)
-    cols = torch.where(strict_lower, x.unsqueeze(-1), torch.ones((), dtype=x.dtype, device=x.device))
-    return torch.cumprod(cols, dim=-2).masked_fill(~torch.tril(ones), 0.0)
+    return _SegmentProducts.apply(x)
 
 
 def gate_matrices(theta: Tensor, eta: Tensor, alpha: Tensor) -> GateMatrices:
@@ -53,8 +77,9 @@ def gate_matrices(theta: Tensor, eta: Tensor, alpha: Tensor) -> GateMatrices:
     decay = 1.0 - alpha
     pa = segment_products(decay)  # A_t / A_s
     pe = segment_products(eta)  # E_s / E_i
-    A = torch.cumprod(decay, dim=-1)
-    E = torch.cumprod(eta, dim=-1)
+    # Π_{j≤t} = x_0 · Π_{j=1..t}: no torch.cumprod, whose CUDA backward syncs with the host.
+    A = decay[..., :1] * pa[..., :, 0]
+    E = eta[..., :1] * pe[..., :, 0]
     G = (pa @ pe) * theta.unsqueeze(-2)
     c = (pa @ E.unsqueeze(-1)).squeeze(-1)
     s_last = pe[..., -1, :] * theta
