@@ -95,3 +95,54 @@ def test_rope_table_first_built_under_inference_mode_still_trains():
     y, _ = layer(x)
     y.sum().backward()
     assert layer.qkv.weight.grad is not None
+
+
+def hand_paired_mask(tq, tk, n_prefix, window, offset):
+    """Keys ``[prefix ‖ paired_0..L-1 ‖ stream_0..L-1]``: paired j is seen exactly when stream j is."""
+    half = (tk - n_prefix) // 2
+    stream = hand_mask(tq, n_prefix + half, n_prefix, window, offset)
+    return torch.cat([stream, stream[:, n_prefix:]], dim=1)
+
+
+PAIRED = [(9, 18, 0, None, 0), (5, 4 + 2 * 5, 4, None, 0), (2, 3 + 2 * 7, 3, None, 5), (6, 2 * 9, 0, 4, 3),
+          (130, 4 + 2 * 140, 4, None, 10)]
+
+
+@pytest.mark.parametrize("case", PAIRED)
+def test_paired_mask_and_flex_equal_hand_built(case):
+    tq, tk, n_prefix, window, offset = case
+    assert torch.equal(attention_mask(*case, paired=True), hand_paired_mask(*case))
+    q, k, v = torch.randn(2, 2, tq, 16), torch.randn(2, 2, tk, 16), torch.randn(2, 2, tk, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flex = attend(q, k, v, n_prefix, window, offset, backend="flex", paired=True)
+    sdpa = attend(q, k, v, n_prefix, window, offset, backend="sdpa", paired=True)
+    ref = ((q @ k.mT) / 4.0).masked_fill(~hand_paired_mask(*case), float("-inf")).softmax(-1) @ v
+    torch.testing.assert_close(flex, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sdpa, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("window", [None, 5])
+def test_paired_tokens_stream_exactly(window):
+    """One paired token beside each token: fed in pieces (the cache keeps the paired keys, bounded
+    by the window like the stream's) == one call; the paired input must come on every call."""
+    attn = SelfAttention(32, 4, 8, 1e4, window).double()
+    x, side = (torch.randn(2, 23, 32, dtype=torch.float64) for _ in range(2))
+    prefix = torch.randn(2, 3, 32, dtype=torch.float64)
+    full, _ = attn(x, prefix, paired=side)
+    cache, outs, i = None, [], 0
+    for n in (1, 6, 1, 9, 6):
+        y, cache = attn(x[:, i:i + n], prefix if cache is None else None, cache, paired=side[:, i:i + n])
+        outs.append(y)
+        i += n
+        assert cache.paired_k.shape == cache.k.shape
+    torch.testing.assert_close(torch.cat(outs, 1), full, rtol=1e-12, atol=1e-12)
+    changed = side.clone()
+    changed[:, 10] += 1.0  # token 10's paired input: no effect on positions before 10
+    moved, _ = attn(x, prefix, paired=changed)
+    torch.testing.assert_close(moved[:, :10], full[:, :10], rtol=0, atol=0)
+    assert not torch.allclose(moved[:, 10], full[:, 10])
+    with pytest.raises(ValueError, match="every call"):
+        attn(x[:, :2], None, cache)
+    with pytest.raises(ValueError, match="shape"):
+        attn(x, prefix, paired=side[:, :5])

@@ -83,3 +83,13 @@ def test_presets_table_prints(capsys):
     main(["--sizes", "tiny", "--vocab", "256"])
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 + len(VARIANTS) and lines[1].startswith("tiny-mac")
+
+
+def test_mac_retrieval_option_and_configs_saved_before_it():
+    assert get_config("tiny-mac", vocab_size=64).mac_retrieval == "token"
+    with pytest.raises(ValueError, match="mac_retrieval"):
+        get_config("tiny-mac", vocab_size=64, mac_retrieval="bogus")
+    old = get_config("tiny-mac", vocab_size=64).to_dict()
+    del old["mac_retrieval"]  # a MAC config written before the option existed
+    assert ModelConfig.from_dict(old).mac_retrieval == "prefix"
+    assert ModelConfig.from_dict({**old, "mac_retrieval": "token"}).mac_retrieval == "token"

@@ -17,6 +17,9 @@ TITANS = [v for v in VARIANTS if v != "transformer"]
 
 
 def make(variant: str, dtype=torch.float64, **kw) -> TitansLM:
+    """``tiny-{variant}``; ``mac-prefix`` is MAC with the earlier prefix retrieval."""
+    if variant == "mac-prefix":
+        variant, kw = "mac", {"mac_retrieval": "prefix", **kw}
     kw.setdefault("window", None if variant == "transformer" else 8)
     cfg = get_config(f"tiny-{variant}", vocab_size=V, **kw)
     return TitansLM(cfg).to(dtype)
@@ -32,11 +35,11 @@ def cache_numel(obj) -> int:
     return 0
 
 
-@pytest.mark.parametrize("variant", ALL + ["transformer-window"])
+@pytest.mark.parametrize("variant", ALL + ["transformer-window", "mac-prefix"])
 def test_incremental_equals_full(variant):
     """T = 45 crosses 2 MAC segments (16), 5 memory chunks (8) and the window (8) several times."""
     kw = {"window": 8} if variant == "transformer-window" else {}
-    model = make(variant.split("-")[0], **kw)
+    model = make(variant.removesuffix("-window"), **kw)
     x = torch.randint(0, V, (2, 45))
     full = model(x).logits
     for pieces in ([1] * 45, [5, 13, 1, 20, 6], [16, 16, 13]):
@@ -49,7 +52,7 @@ def test_incremental_equals_full(variant):
         assert cache.pos == 45
 
 
-@pytest.mark.parametrize("variant", ALL)
+@pytest.mark.parametrize("variant", ALL + ["mac-prefix"])
 def test_causal(variant):
     """Changing token t never changes the logits of positions < t (and does change later ones)."""
     model = make(variant)
@@ -67,21 +70,23 @@ def recorded_masks(model, x, monkeypatch):
     calls = []
     real = attention_module.attend
 
-    def spy(q, k, v, n_prefix=0, window=None, offset=0, backend="auto"):
+    def spy(q, k, v, n_prefix=0, window=None, offset=0, backend="auto", paired=False):
         calls.append(attention_module.attention_mask(q.shape[-2], k.shape[-2], n_prefix, window,
-                                                     offset))
-        return real(q, k, v, n_prefix, window, offset, backend)
+                                                     offset, paired=paired))
+        return real(q, k, v, n_prefix, window, offset, backend, paired)
 
     monkeypatch.setattr(attention_module, "attend", spy)
     model(x)
     return calls
 
 
-@pytest.mark.parametrize("variant", ["transformer", "mag", "mal", "mac"])
+@pytest.mark.parametrize("variant", ["transformer", "mag", "mal", "mac", "mac-prefix"])
 def test_variant_masks_match_hand_built(variant, monkeypatch):
     """The exact mask each variant uses (first layer) against one written out from Fig. 3."""
     T, W, Np, C, Nl = 20, 8, 4, 16, 4
-    model = make(variant, dtype=torch.float32, window=None if variant == "transformer" else W)
+    extra = {"mac_retrieval": "prefix"} if variant == "mac-prefix" else {}
+    variant = variant.removesuffix("-prefix")
+    model = make(variant, dtype=torch.float32, window=None if variant == "transformer" else W, **extra)
     masks = recorded_masks(model, torch.randint(0, V, (1, T)), monkeypatch)
     per_layer = len(masks) // model.config.n_layers
     layer0 = masks[:per_layer]
@@ -95,13 +100,23 @@ def test_variant_masks_match_hand_built(variant, monkeypatch):
             for j in range(max(0, i - W + 1), i + 1):
                 want[i, Np + j] = True
         assert len(layer0) == 1 and torch.equal(layer0[0], want)
-    else:  # MAC: per segment, [P ‖ h ‖ S] with P, h visible to all and causal inside S
+    elif extra:  # MAC, prefix retrieval: per segment, [P ‖ h ‖ S], P and h visible to all
         sizes = [C, T - C]
         assert len(layer0) == 2
         for m, n in zip(layer0, sizes):
             want = torch.zeros(n, Np + Nl + n, dtype=torch.bool)
             want[:, :Np + Nl] = True
             want[:, Np + Nl:] = torch.ones(n, n, dtype=torch.bool).tril()
+            assert torch.equal(m, want)
+    else:  # MAC, token retrieval: per segment, [P ‖ h_1..h_n ‖ S_1..S_n], h_j and S_j seen iff j ≤ i
+        sizes = [C, T - C]
+        assert len(layer0) == 2
+        for m, n in zip(layer0, sizes):
+            want = torch.zeros(n, Np + 2 * n, dtype=torch.bool)
+            want[:, :Np] = True
+            for i in range(n):
+                for j in range(i + 1):
+                    want[i, Np + j] = want[i, Np + n + j] = True
             assert torch.equal(m, want)
 
 
@@ -115,7 +130,7 @@ def test_gradients_reach_memory_init_gates_and_persistent(variant):
                     ("memory_init[-1]", mixer.memory.memory_init[-1]),
                     ("gate_proj", mixer.memory.gate_proj.weight),
                     ("persistent", mixer.persistent.tokens)] + (
-                        [("retrieve_init", mixer.retrieve_init)] if variant == "mac" else []):
+                        [("retrieve_init", mixer.retrieve_init)] if hasattr(mixer, "retrieve_init") else []):
         assert p.grad is not None and p.grad.abs().max() > 0, name
 
 
@@ -215,10 +230,10 @@ def test_stream_matches_full_forward(variant):
     assert all(o.loss == 0 for o in model.stream(pieces, tgt))
 
 
-@pytest.mark.parametrize("variant", TITANS + ["transformer-window"])
+@pytest.mark.parametrize("variant", TITANS + ["transformer-window", "mac-prefix"])
 def test_decode_state_is_bounded(variant):
     kw = {"window": 8} if variant == "transformer-window" else {}
-    model = make(variant.split("-")[0], dtype=torch.float32, **kw)
+    model = make(variant.removesuffix("-window"), dtype=torch.float32, **kw)
     out = model(torch.randint(0, V, (1, 3)), use_cache=True)
     cache, sizes = out.cache, []
     with torch.no_grad():

@@ -183,14 +183,16 @@ class NeuralMemory(nn.Module):
         q, k = F.normalize(q, dim=-1).to(v.dtype), F.normalize(k, dim=-1).to(v.dtype)
         return q, k, v, new_tail
 
-    def _q(self, x: Tensor) -> Tensor:
-        """Queries only (no carried convolution history): ``[B, T, H, D]``."""
+    def _q(self, x: Tensor, conv_tail: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Queries only: ``[B, T, H, D]`` and the query convolution's new tail (None without
+        a convolution); ``conv_tail`` ``[B, H·D, K-1]`` continues it (None: no history)."""
         width = self.config.num_heads * self.config.head_dim
-        proj = F.linear(x, self.qkv_proj.weight[:width])
+        proj, new_tail = F.linear(x, self.qkv_proj.weight[:width]), None
         if self.conv is not None:
-            proj, _ = self.conv(proj, None, channels=width)
+            proj, new_tail = self.conv(proj, conv_tail, channels=width)
         q = rearrange(F.silu(proj), "b t (h d) -> b t h d", h=self.config.num_heads)
-        return F.normalize(q, dim=-1).to(proj.dtype)  # as in _qkv: the ℓ2 norm runs in fp32 under autocast
+        # as in _qkv: the ℓ2 norm runs in fp32 under autocast
+        return F.normalize(q, dim=-1).to(proj.dtype), new_tail
 
     def _gates(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         c = self.config
@@ -258,9 +260,16 @@ class NeuralMemory(nn.Module):
         initial memory). The query convolution sees only x (no carried history).
         x: ``[B, T, d_model]`` → ``[B, T, d_model]``.
         """
-        q = self._q(x)
+        return self.read(x, state)[0]
+
+    def read(self, x: Tensor, state: MemoryState | None = None, conv_tail: Tensor | None = None
+             ) -> tuple[Tensor, Tensor | None]:
+        """:meth:`retrieve` with the query convolution continued from ``conv_tail`` (the
+        previous call's returned tail, for reading a stream in pieces): → (``[B, T, d_model]``,
+        new tail ``[B, H·D, K-1]`` or None)."""
+        q, tail = self._q(x, conv_tail)
         state = self.initial_state() if state is None else state
         weights = [w.unsqueeze(0) if w.dim() == 3 else w for w in state.weights]  # [B|1, H, ...]
         qh = rearrange(q, "b t h d -> b h t d").to(weights[0].dtype)
         y = memory_mlp(qh, weights, self.config.activation)
-        return self._output(x, rearrange(y, "b h t d -> b t h d"))
+        return self._output(x, rearrange(y, "b h t d -> b t h d")), tail

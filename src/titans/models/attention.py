@@ -29,35 +29,51 @@ _FLEX_COMPILED: dict[str, object] = {}
 
 
 def attention_mask(tq: int, tk: int, n_prefix: int, window: int | None, offset: int,
-                   device: torch.device | str = "cpu") -> Tensor:
-    """Boolean ``[tq, tk]`` mask (True = visible) of the pattern described in the module doc."""
+                   device: torch.device | str = "cpu", paired: bool = False) -> Tensor:
+    """Boolean ``[tq, tk]`` mask (True = visible) of the pattern described in the module doc.
+
+    paired: the keys after the prefix are two blocks of equal length, a paired block (one extra
+    token per stream token, e.g. MAC's per-token memory retrieval) then the stream; both follow
+    the stream's causal (and window) rule, so query i sees paired token j exactly when it sees
+    stream token j."""
     qi = torch.arange(tq, device=device).unsqueeze(1)
     ki = torch.arange(tk, device=device).unsqueeze(0)
-    dist = qi + offset - (ki - n_prefix)
+    stream = ki - n_prefix
+    if paired:
+        half = (tk - n_prefix) // 2
+        stream = torch.where(stream >= half, stream - half, stream)
+    dist = qi + offset - stream
     visible = dist >= 0
     if window is not None:
         visible = visible & (dist < window)
     return visible | (ki < n_prefix)
 
 
-def _mask_mod(n_prefix: int, window: int | None, offset: int):
+def _mask_mod(n_prefix: int, window: int | None, offset: int, half: int | None = None):
     # No stand-in constant for "no window": the compiled kernel does int32 index arithmetic, and a
     # large bound (1 << 40) overflowed there (seen on an H100: wrong outputs, eager flex was right).
+    # half: length of the paired block (paired=True in attention_mask), None when there is none.
+    def stream_index(kv_idx):
+        j = kv_idx - n_prefix
+        return j if half is None else torch.where(j >= half, j - half, j)
+
     if window is None:
         def mask_mod(b, h, q_idx, kv_idx):
-            return (kv_idx < n_prefix) | (q_idx + offset - (kv_idx - n_prefix) >= 0)
+            return (kv_idx < n_prefix) | (q_idx + offset - stream_index(kv_idx) >= 0)
     else:
         def mask_mod(b, h, q_idx, kv_idx):
-            dist = q_idx + offset - (kv_idx - n_prefix)
+            dist = q_idx + offset - stream_index(kv_idx)
             return (kv_idx < n_prefix) | ((dist >= 0) & (dist < window))
 
     return mask_mod
 
 
 @lru_cache(maxsize=64)
-def block_mask(tq: int, tk: int, n_prefix: int, window: int | None, offset: int, device: str):
+def block_mask(tq: int, tk: int, n_prefix: int, window: int | None, offset: int, device: str,
+               paired: bool = False):
     """FlexAttention block mask of the same pattern (cached per shape)."""
-    return create_block_mask(_mask_mod(n_prefix, window, offset), None, None, tq, tk, device=device)
+    half = (tk - n_prefix) // 2 if paired else None
+    return create_block_mask(_mask_mod(n_prefix, window, offset, half), None, None, tq, tk, device=device)
 
 
 def _flex(q: Tensor, k: Tensor, v: Tensor, bm) -> Tensor:
@@ -70,23 +86,24 @@ def _flex(q: Tensor, k: Tensor, v: Tensor, bm) -> Tensor:
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, n_prefix: int = 0, window: int | None = None,
-           offset: int = 0, backend: str = "auto") -> Tensor:
+           offset: int = 0, backend: str = "auto", paired: bool = False) -> Tensor:
     """Masked attention. q: ``[B, H, Tq, D]``; k, v: ``[B, H, Tk, D]`` → ``[B, H, Tq, D]``.
 
     backend: ``auto`` (flex on CUDA for cache-free calls with Tq ≥ 128, SDPA otherwise), ``flex``
     or ``sdpa``. Calls that continue a cache (offset > 0) stay on SDPA under ``auto``: the mask
     function is compiled into the kernel, so every new offset would cost a recompilation.
+    paired: see :func:`attention_mask`.
     """
     tq, tk = q.shape[-2], k.shape[-2]
-    if n_prefix == 0 and window is None and offset == 0 and tq == tk:
+    if n_prefix == 0 and window is None and offset == 0 and tq == tk and not paired:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)  # flash path
     use_flex = backend == "flex" or (backend == "auto" and q.is_cuda and tq >= 128 and offset == 0)
     if use_flex and flex_attention is not None:
         if q.dtype != k.dtype or k.dtype != v.dtype:
             k, v = k.to(q.dtype), v.to(q.dtype)
-        bm = block_mask(tq, tk, n_prefix, window, offset, str(q.device))
+        bm = block_mask(tq, tk, n_prefix, window, offset, str(q.device), paired)
         return _flex(q, k, v, bm)
-    mask = attention_mask(tq, tk, n_prefix, window, offset, q.device)
+    mask = attention_mask(tq, tk, n_prefix, window, offset, q.device, paired)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
@@ -151,11 +168,15 @@ class KVCache:
     k: Tensor  # [B, H, L, D]
     v: Tensor
     pos: int
+    paired_k: Tensor | None = None  # [B, H, L, D]: one paired token per cached stream token
+    paired_v: Tensor | None = None
 
     def detach(self) -> KVCache:
-        pk = None if self.prefix_k is None else self.prefix_k.detach()
-        pv = None if self.prefix_v is None else self.prefix_v.detach()
-        return KVCache(pk, pv, self.k.detach(), self.v.detach(), self.pos)
+        def d(t):
+            return None if t is None else t.detach()
+
+        return KVCache(d(self.prefix_k), d(self.prefix_v), self.k.detach(), self.v.detach(), self.pos,
+                       d(self.paired_k), d(self.paired_v))
 
 
 class SelfAttention(nn.Module):
@@ -175,29 +196,46 @@ class SelfAttention(nn.Module):
         cos, sin = rope_cos_sin(start, x.shape[1], self.head_dim, self.rope_theta, x.device)
         return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
 
-    def forward(self, x: Tensor, prefix: Tensor | None = None, cache: KVCache | None = None
-                ) -> tuple[Tensor, KVCache]:
+    def forward(self, x: Tensor, prefix: Tensor | None = None, cache: KVCache | None = None,
+                paired: Tensor | None = None) -> tuple[Tensor, KVCache]:
         """x: ``[B, T, d_model]``; prefix: ``[B, Np, d_model]`` (first call only) → output
-        ``[B, T, d_model]`` and the cache to continue the same sequences."""
+        ``[B, T, d_model]`` and the cache to continue the same sequences.
+
+        paired: ``[B, T, d_model]``, one extra key/value token per token of x, at the same
+        position and visible under the same causal rule (MAC's per-token memory retrieval).
+        Give it on every call of a sequence or on none."""
         if cache is not None and prefix is not None:
             raise ValueError("prefix is only accepted on the first call (cache=None)")
+        if paired is not None and paired.shape != x.shape:
+            raise ValueError(f"paired must have x's shape {tuple(x.shape)}, got {tuple(paired.shape)}")
         if cache is None:
             n_p = 0 if prefix is None else prefix.shape[1]
             pk = pv = None
             if n_p:
                 _, pk, pv = self._project(prefix, 0)
             empty = x.new_zeros(x.shape[0], self.n_heads, 0, self.head_dim)
-            cache = KVCache(pk, pv, empty, empty, 0)
+            cache = KVCache(pk, pv, empty, empty, 0, *((empty, empty) if paired is not None else ()))
+        if (paired is None) != (cache.paired_k is None):
+            raise ValueError("paired must be given on every call of a sequence or on none")
         n_p = 0 if cache.prefix_k is None else cache.prefix_k.shape[2]
-        q, k, v = self._project(x, n_p + cache.pos)
+        start = n_p + cache.pos
+        q, k, v = self._project(x, start)
         k_all = torch.cat([cache.k, k], dim=2)
         v_all = torch.cat([cache.v, v], dim=2)
-        keys, vals = k_all, v_all
+        keys, vals, pk_all, pv_all = k_all, v_all, None, None
+        if paired is not None:
+            _, pk, pv = self._project(paired, start)
+            pk_all, pv_all = torch.cat([cache.paired_k, pk], dim=2), torch.cat([cache.paired_v, pv], dim=2)
+            keys, vals = torch.cat([pk_all, k_all], dim=2), torch.cat([pv_all, v_all], dim=2)
         if n_p:
-            keys = torch.cat([cache.prefix_k, k_all], dim=2)
-            vals = torch.cat([cache.prefix_v, v_all], dim=2)
-        y = attend(q, keys, vals, n_p, self.window, offset=cache.k.shape[2], backend=self.backend)
+            keys = torch.cat([cache.prefix_k, keys], dim=2)
+            vals = torch.cat([cache.prefix_v, vals], dim=2)
+        y = attend(q, keys, vals, n_p, self.window, offset=cache.k.shape[2], backend=self.backend,
+                   paired=paired is not None)
         if self.window is not None:
             k_all, v_all = k_all[:, :, -self.window:], v_all[:, :, -self.window:]
-        new_cache = KVCache(cache.prefix_k, cache.prefix_v, k_all, v_all, cache.pos + x.shape[1])
+            if paired is not None:
+                pk_all, pv_all = pk_all[:, :, -self.window:], pv_all[:, :, -self.window:]
+        new_cache = KVCache(cache.prefix_k, cache.prefix_v, k_all, v_all, cache.pos + x.shape[1],
+                            pk_all, pv_all)
         return self.o_proj(rearrange(y, "b h t d -> b t (h d)")), new_cache

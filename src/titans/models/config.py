@@ -10,6 +10,7 @@ from titans.memory import NeuralMemoryConfig
 VARIANTS = ("mac", "mag", "mal", "lmm", "transformer")
 ATTN_BACKENDS = ("auto", "sdpa", "flex")
 GATE_ACTIVATIONS = ("sigmoid", "silu")
+MAC_RETRIEVALS = ("token", "prefix")
 
 
 @dataclass
@@ -23,7 +24,13 @@ class ModelConfig:
     window: sliding-window length of the attention in MAG / MAL (and Transformer++ when set;
         None = full causal attention there). segment_len: MAC segment length C.
     n_persistent: persistent memory tokens N_p per layer (Titans variants; 0 disables).
-    n_retrieve: MAC long-term memory tokens N_l retrieved per segment (≤ segment_len).
+    mac_retrieval: how MAC shows the attention what the memory holds (docs/models.md).
+        ``token`` (default): every token's own query ``M*_{t-1}(q_i)`` read from the memory
+        as it stood before the segment (the paper's ``h_t``), one retrieved token beside each
+        token, visible causally. ``prefix``: ``n_retrieve`` tokens read with the queries of the
+        last inputs before the segment, visible to the whole segment (configs saved before
+        this option existed load as ``prefix``).
+    n_retrieve: MAC ``prefix`` retrieval: memory tokens N_l per segment (≤ segment_len).
     memory: overrides of :class:`~titans.memory.NeuralMemoryConfig` (``d_model`` is taken from
         here; ``num_heads`` defaults to n_heads), e.g. ``{"depth": 1, "momentum": False}``.
     gate_activation: the non-linearity σ of the MAC/MAG gate ``W_o (norm(y) ⊙ σ(norm(m)))``.
@@ -45,6 +52,7 @@ class ModelConfig:
     segment_len: int = 256
     n_persistent: int = 16
     n_retrieve: int | None = None
+    mac_retrieval: str = "token"
     memory: dict = field(default_factory=dict)
     gate_activation: str = "sigmoid"
     init_std: float = 0.02
@@ -85,6 +93,8 @@ class ModelConfig:
             self.n_retrieve = min(self.segment_len, 16)
         if self.variant == "mac" and self.n_retrieve > self.segment_len:
             raise ValueError(f"n_retrieve={self.n_retrieve} must be <= segment_len={self.segment_len}")
+        if self.mac_retrieval not in MAC_RETRIEVALS:
+            raise ValueError(f"mac_retrieval must be one of {MAC_RETRIEVALS}, got {self.mac_retrieval!r}")
         if self.gate_activation not in GATE_ACTIVATIONS:
             raise ValueError(f"gate_activation must be one of {GATE_ACTIVATIONS}, "
                              f"got {self.gate_activation!r}")
@@ -131,6 +141,8 @@ class ModelConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown ModelConfig fields {unknown}")
+        if data.get("variant") == "mac" and "mac_retrieval" not in data:
+            data = {**data, "mac_retrieval": "prefix"}  # saved before per-token retrieval existed
         return cls(**data)
 
     def to_json(self) -> str:
