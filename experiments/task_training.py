@@ -57,7 +57,8 @@ def model_config(name: str, args: argparse.Namespace):
     common = dict(vocab_size=256, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads,
                   attn_backend="sdpa", memory=memory)
     if name == "mac":
-        return get_config("tiny-mac", segment_len=args.segment, n_persistent=16, n_retrieve=16, **common)
+        return get_config("tiny-mac", segment_len=args.segment, n_persistent=16, n_retrieve=16,
+                          mac_retrieval=getattr(args, "mac_retrieval", "token"), **common)
     if name in ("mag", "mal"):  # sliding-window attention of the MAC segment's length
         return get_config(f"tiny-{name}", window=args.segment, n_persistent=16, **common)
     if name == "lmm" or name in ABLATIONS:
@@ -455,6 +456,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    "launch-bound; the first batch is checked against an eager step)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes building the "
                    "training batches (0: in the training process; the batches depend on it)")
+    p.add_argument("--mac-retrieval", choices=["token", "prefix"], default="token",
+                   help="MAC's memory read (ModelConfig.mac_retrieval; runs 1-10 used prefix)")
     p.add_argument("--alpha-init", type=float, default=None, help="memory forget gate at "
                    "initialisation (default: the library's)")
     p.add_argument("--value-norm", choices=["none", "rms"], default=None,

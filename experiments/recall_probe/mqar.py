@@ -54,6 +54,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=["transformer", "lmm", "mac"], default="lmm")
     p.add_argument("--segment", type=int, default=16, help="MAC segment (attention window)")
+    p.add_argument("--mac-retrieval", choices=["token", "prefix"], default="token",
+                   help="MAC's memory read (ModelConfig.mac_retrieval)")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--d-model", type=int, default=64)
@@ -80,7 +82,8 @@ def main() -> None:
     if args.model == "transformer":
         cfg = get_config("tiny-transformer", **common)
     elif args.model == "mac":
-        cfg = get_config("tiny-mac", segment_len=args.segment, n_persistent=4, n_retrieve=4, **common)
+        cfg = get_config("tiny-mac", segment_len=args.segment, n_persistent=4, n_retrieve=4,
+                         mac_retrieval=args.mac_retrieval, **common)
     else:
         cfg = get_config("tiny-lmm", n_persistent=0, **common)
     model = TitansLM(cfg)
