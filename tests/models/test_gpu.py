@@ -52,6 +52,18 @@ def test_flex_equals_sdpa_cuda(case):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("case", [(256, 16 + 2 * 256, 16, None, 0), (300, 2 * 300, 0, 64, 0)])
+def test_flex_equals_sdpa_paired_cuda(case):
+    """MAC's paired keys (one retrieved token beside each token): compiled flex == masked SDPA."""
+    tq, tk, n_prefix, window, offset = case
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, n, 64, device="cuda") for n in (tq, tk, tk))
+    flex = attend(q, k, v, n_prefix, window, offset, backend="flex", paired=True)
+    sdpa = attend(q, k, v, n_prefix, window, offset, backend="sdpa", paired=True)
+    assert (flex - sdpa).abs().max().item() < 2e-3
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_model_backends_and_decoding_cuda(variant):
     torch.manual_seed(0)
