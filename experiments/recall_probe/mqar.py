@@ -56,6 +56,8 @@ def main() -> None:
     p.add_argument("--segment", type=int, default=16, help="MAC segment (attention window)")
     p.add_argument("--mac-retrieval", choices=["token", "prefix"], default="token",
                    help="MAC's memory read (ModelConfig.mac_retrieval)")
+    p.add_argument("--mac-write-norm", choices=["on", "off"], default="on",
+                   help="MAC writes RMSNorm(y) into its memory (ModelConfig.mac_write_norm)")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--d-model", type=int, default=64)
@@ -83,7 +85,8 @@ def main() -> None:
         cfg = get_config("tiny-transformer", **common)
     elif args.model == "mac":
         cfg = get_config("tiny-mac", segment_len=args.segment, n_persistent=4, n_retrieve=4,
-                         mac_retrieval=args.mac_retrieval, **common)
+                         mac_retrieval=args.mac_retrieval, mac_write_norm=args.mac_write_norm == "on",
+                         **common)
     else:
         cfg = get_config("tiny-lmm", n_persistent=0, **common)
     model = TitansLM(cfg)

@@ -90,6 +90,9 @@ def test_mac_retrieval_option_and_configs_saved_before_it():
     with pytest.raises(ValueError, match="mac_retrieval"):
         get_config("tiny-mac", vocab_size=64, mac_retrieval="bogus")
     old = get_config("tiny-mac", vocab_size=64).to_dict()
-    del old["mac_retrieval"]  # a MAC config written before the option existed
-    assert ModelConfig.from_dict(old).mac_retrieval == "prefix"
+    del old["mac_retrieval"], old["mac_write_norm"]  # a MAC config written before the options
+    loaded = ModelConfig.from_dict(old)
+    assert loaded.mac_retrieval == "prefix" and loaded.mac_write_norm is False
     assert ModelConfig.from_dict({**old, "mac_retrieval": "token"}).mac_retrieval == "token"
+    with pytest.raises(ValueError, match="mac_write_norm"):
+        get_config("tiny-mac", vocab_size=64, mac_write_norm=1)

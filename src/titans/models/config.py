@@ -31,6 +31,9 @@ class ModelConfig:
         last inputs before the segment, visible to the whole segment (configs saved before
         this option existed load as ``prefix``).
     n_retrieve: MAC ``prefix`` retrieval: memory tokens N_l per segment (≤ segment_len).
+    mac_write_norm: MAC writes ``RMSNorm(y)`` into the memory instead of the raw attention
+        output y (whose scale is free), as the other variants write their normalised block
+        input (configs saved before this option existed load as False).
     memory: overrides of :class:`~titans.memory.NeuralMemoryConfig` (``d_model`` is taken from
         here; ``num_heads`` defaults to n_heads), e.g. ``{"depth": 1, "momentum": False}``.
     gate_activation: the non-linearity σ of the MAC/MAG gate ``W_o (norm(y) ⊙ σ(norm(m)))``.
@@ -53,6 +56,7 @@ class ModelConfig:
     n_persistent: int = 16
     n_retrieve: int | None = None
     mac_retrieval: str = "token"
+    mac_write_norm: bool = True
     memory: dict = field(default_factory=dict)
     gate_activation: str = "sigmoid"
     init_std: float = 0.02
@@ -95,6 +99,8 @@ class ModelConfig:
             raise ValueError(f"n_retrieve={self.n_retrieve} must be <= segment_len={self.segment_len}")
         if self.mac_retrieval not in MAC_RETRIEVALS:
             raise ValueError(f"mac_retrieval must be one of {MAC_RETRIEVALS}, got {self.mac_retrieval!r}")
+        if not isinstance(self.mac_write_norm, bool):
+            raise ValueError(f"mac_write_norm must be a bool, got {self.mac_write_norm!r}")
         if self.gate_activation not in GATE_ACTIVATIONS:
             raise ValueError(f"gate_activation must be one of {GATE_ACTIVATIONS}, "
                              f"got {self.gate_activation!r}")
@@ -141,8 +147,8 @@ class ModelConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown ModelConfig fields {unknown}")
-        if data.get("variant") == "mac" and "mac_retrieval" not in data:
-            data = {**data, "mac_retrieval": "prefix"}  # saved before per-token retrieval existed
+        if data.get("variant") == "mac":  # saved before these options existed: the old forms
+            data = {"mac_retrieval": "prefix", "mac_write_norm": False, **data}
         return cls(**data)
 
     def to_json(self) -> str:

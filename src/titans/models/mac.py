@@ -6,7 +6,8 @@ Per segment S of C tokens, with M the memory state from before the segment:
                                         (``mac_retrieval="token"``, the paper's h_t)
     y = Attn(P ‖ h ‖ S)[S]              P visible to every position; h_j and S_j visible to
                                         position i when j ≤ i
-    m = M(y)                            write y into the memory token by token, read back M_t*(y_t)
+    m = M(norm(y))                      write y (RMS-normalised: ``mac_write_norm``) into the
+                                        memory token by token, read back M_t*(y_t)
     o = W_o (norm(y) ⊙ σ(norm(m)))
 
 The paper shows all of h to the whole segment, which lets position i see tokens after i; making
@@ -68,6 +69,7 @@ class MACMixer(nn.Module):
         self.attn = SelfAttention(c.d_model, c.n_heads, c.head_dim, c.rope_theta, None,
                                   c.attn_backend)
         self.gate = Gate(c.d_model, c.norm_eps, c.gate_activation)
+        self.write_norm = RMSNormF32(c.d_model, eps=c.norm_eps) if c.mac_write_norm else None
 
     def _context(self, u: Tensor, recent: Tensor | None, mem: NeuralMemoryCache | None) -> Tensor | None:
         """The prefix for a segment starting now: ``P ‖ h`` ``[B, N_p + N_l, d_model]`` for
@@ -100,7 +102,7 @@ class MACMixer(nn.Module):
                 h, query_conv = self.memory.read(piece, seg_state, query_conv)
                 paired = self.retrieved_norm(h).to(u.dtype)
             y, attn = self.attn(piece, prefix, attn, paired=paired)
-            m, mem = self.memory(y, mem)
+            m, mem = self.memory(y if self.write_norm is None else self.write_norm(y), mem)
             outs.append(self.gate(y, m))
             if not self.per_token:
                 recent = piece if recent is None else torch.cat([recent, piece], dim=1)
