@@ -66,6 +66,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--alpha-init", type=float, default=None, help="memory forget gate at "
                    "initialisation (default: the library's)")
+    p.add_argument("--value-norm", choices=["none", "rms"], default=None,
+                   help="memory value normalisation (default: the library's, none)")
     p.add_argument("--train-gap", type=int, default=0, help="training gaps are uniform in [0, this]")
     p.add_argument("--test-gaps", nargs="*", type=int, default=[], help="gaps tested after training")
     p.add_argument("--test-samples", type=int, default=256)
@@ -79,6 +81,8 @@ def main() -> None:
     memory = {"chunk_size": args.chunk}
     if args.alpha_init is not None:
         memory["alpha_init"] = args.alpha_init
+    if args.value_norm is not None:
+        memory["value_norm"] = args.value_norm
     common = dict(vocab_size=256, d_model=args.d_model, n_layers=2, n_heads=2, attn_backend="sdpa",
                   memory=memory)
     if args.model == "transformer":
