@@ -293,3 +293,28 @@ def test_training_on_text_stays_finite(variant):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+
+
+@pytest.mark.parametrize("variant", ["lmm", "mag", "mal"])
+def test_training_forward_makes_one_memory_call_per_layer(variant, monkeypatch):
+    """Without a cache (a training step) the memory runs P ‖ x in one op call even when it ends
+    inside a chunk; with one, the tail is a second call (to keep that chunk's start weights).
+    The logits are the same either way."""
+    import titans.memory.neural_memory as memory_module
+
+    model = make(variant)
+    x = torch.randint(0, V, (2, 45))  # 4 persistent + 45 tokens: 6 chunks of 8 and a tail of 1
+    calls = []
+    real = memory_module.neural_memory
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].shape[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(memory_module, "neural_memory", counting)
+    train = model(x).logits
+    n_train = len(calls)
+    calls.clear()
+    cached = model(x, use_cache=True).logits
+    assert n_train == model.config.n_layers and len(calls) == 2 * model.config.n_layers
+    torch.testing.assert_close(train, cached, rtol=1e-12, atol=1e-12)

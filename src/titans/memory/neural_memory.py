@@ -213,11 +213,14 @@ class NeuralMemory(nn.Module):
         return self.out_proj(y)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: Tensor, cache: NeuralMemoryCache | None = None
-                ) -> tuple[Tensor, NeuralMemoryCache]:
+    def forward(self, x: Tensor, cache: NeuralMemoryCache | None = None, need_cache: bool = True
+                ) -> tuple[Tensor, NeuralMemoryCache | None]:
         """Read and write the memory. x: ``[B, T, d_model]`` → (``[B, T, d_model]``, cache).
 
-        Pass the returned cache back in to continue the same sequences.
+        Pass the returned cache back in to continue the same sequences. ``need_cache=False``
+        (a training step) returns None for the cache and makes one op call where a sequence
+        ending inside a chunk would otherwise take two (the second only to keep the weights at
+        that chunk's start for streaming); the outputs are the same.
         """
         if x.dim() != 3 or x.shape[-1] != self.config.d_model:
             raise ValueError(f"x must be [B, T, d_model={self.config.d_model}], got {tuple(x.shape)}")
@@ -230,7 +233,7 @@ class NeuralMemory(nn.Module):
             state = MemoryState(*(tuple(t) for t in broadcast_state(state, x.shape[0])))
         T = x.shape[1]
         n_head = min(T, (b - offset) % b)  # tokens that finish a chunk begun earlier
-        n_tail = (T - n_head) % b
+        n_tail = (T - n_head) % b if need_cache else 0
         pieces = []
         seq = (q, k, v, theta, eta, alpha)
         if n_head:
@@ -252,6 +255,8 @@ class NeuralMemory(nn.Module):
             offset = n_tail
             pieces.append(y)
         y = torch.cat(pieces, dim=1) if pieces else q.new_zeros(q.shape)
+        if not need_cache:
+            return self._output(x, y), None
         new_cache = NeuralMemoryCache(state, tuple(anchor) if offset else None, offset, conv)
         return self._output(x, y), new_cache
 

@@ -80,6 +80,6 @@ class Block(nn.Module):
     def forward(self, x: Tensor, cache: Any = None, use_cache: bool = True) -> tuple[Tensor, Any]:
         """Returns the new cache only when ``use_cache`` (a training step returns no views of
         internal tensors, which wrappers such as FSDP would hook)."""
-        y, cache = self.mixer(self.norm1(x), cache)
+        y, cache = self.mixer(self.norm1(x), cache, need_cache=use_cache)
         x = x + y
         return x + self.mlp(self.norm2(x)), (cache if use_cache else None)

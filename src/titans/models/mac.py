@@ -85,7 +85,10 @@ class MACMixer(nn.Module):
         h = h.to(u.dtype)
         return h if p is None else torch.cat([p, h], dim=1)
 
-    def forward(self, u: Tensor, cache: MACCache | None = None) -> tuple[Tensor, MACCache]:
+    def forward(self, u: Tensor, cache: MACCache | None = None, need_cache: bool = True
+                ) -> tuple[Tensor, MACCache]:
+        """``need_cache`` is accepted for the common mixer interface: segments carry the memory
+        cache from one to the next in any case (each segment is whole chunks, one op call)."""
         c = MACCache(None, None, 0, None) if cache is None else cache
         mem, attn, seg_pos, recent = c.memory, c.attn, c.seg_pos, c.recent
         seg_state, query_conv = c.seg_state, c.query_conv

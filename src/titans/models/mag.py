@@ -37,10 +37,11 @@ class MAGMixer(nn.Module):
                                   c.attn_backend)
         self.gate = Gate(c.d_model, c.norm_eps, c.gate_activation)
 
-    def forward(self, u: Tensor, cache: HybridCache | None = None) -> tuple[Tensor, HybridCache]:
+    def forward(self, u: Tensor, cache: HybridCache | None = None, need_cache: bool = True
+                ) -> tuple[Tensor, HybridCache | None]:
         first = cache is None
         m, _, mem_cache = memory_with_prefix(self.memory, self.persistent, u,
-                                             None if first else cache.memory)
+                                             None if first else cache.memory, need_cache)
         prefix = self.persistent(u) if (first and self.persistent is not None) else None
         y, attn_cache = self.attn(u, prefix, None if first else cache.attn)
-        return self.gate(y, m), HybridCache(mem_cache, attn_cache)
+        return self.gate(y, m), (HybridCache(mem_cache, attn_cache) if need_cache else None)

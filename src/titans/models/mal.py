@@ -24,10 +24,11 @@ class MALMixer(nn.Module):
         self.attn = SelfAttention(c.d_model, c.n_heads, c.head_dim, c.rope_theta, c.window,
                                   c.attn_backend)
 
-    def forward(self, u: Tensor, cache: HybridCache | None = None) -> tuple[Tensor, HybridCache]:
+    def forward(self, u: Tensor, cache: HybridCache | None = None, need_cache: bool = True
+                ) -> tuple[Tensor, HybridCache | None]:
         first = cache is None
         y, y_prefix, mem_cache = memory_with_prefix(self.memory, self.persistent, u,
-                                                    None if first else cache.memory)
+                                                    None if first else cache.memory, need_cache)
         prefix = None if y_prefix is None else self.norm(y_prefix)
         out, attn_cache = self.attn(self.norm(y), prefix, None if first else cache.attn)
-        return out, HybridCache(mem_cache, attn_cache)
+        return out, (HybridCache(mem_cache, attn_cache) if need_cache else None)

@@ -20,6 +20,8 @@ class AttentionMixer(nn.Module):
         self.attn = SelfAttention(c.d_model, c.n_heads, c.head_dim, c.rope_theta, c.window,
                                   c.attn_backend)
 
-    def forward(self, u: Tensor, cache: KVCache | None = None) -> tuple[Tensor, KVCache]:
+    def forward(self, u: Tensor, cache: KVCache | None = None, need_cache: bool = True
+                ) -> tuple[Tensor, KVCache]:
+        """``need_cache`` is accepted for the common mixer interface; the KV cache is cheap."""
         prefix = self.persistent(u) if (cache is None and self.persistent is not None) else None
         return self.attn(u, prefix, cache)
