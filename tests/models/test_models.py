@@ -295,7 +295,7 @@ def test_training_on_text_stays_finite(variant):
         opt.step()
 
 
-@pytest.mark.parametrize("variant", ["lmm", "mag", "mal"])
+@pytest.mark.parametrize("variant", ["lmm", "mag", "mal", "mac"])
 def test_training_forward_makes_one_memory_call_per_layer(variant, monkeypatch):
     """Without a cache (a training step) the memory runs P ‖ x in one op call even when it ends
     inside a chunk; with one, the tail is a second call (to keep that chunk's start weights).
@@ -303,7 +303,9 @@ def test_training_forward_makes_one_memory_call_per_layer(variant, monkeypatch):
     import titans.memory.neural_memory as memory_module
 
     model = make(variant)
-    x = torch.randint(0, V, (2, 45))  # 4 persistent + 45 tokens: 6 chunks of 8 and a tail of 1
+    # LMM/MAG/MAL: 4 persistent + 45 tokens = 6 chunks of 8 and a tail of 1; MAC (segment 16):
+    # segments of 16, 16 and 13 (the last = a chunk of 8 and a tail of 5)
+    x = torch.randint(0, V, (2, 45))
     calls = []
     real = memory_module.neural_memory
 
@@ -316,5 +318,7 @@ def test_training_forward_makes_one_memory_call_per_layer(variant, monkeypatch):
     n_train = len(calls)
     calls.clear()
     cached = model(x, use_cache=True).logits
-    assert n_train == model.config.n_layers and len(calls) == 2 * model.config.n_layers
+    per_layer = 3 if variant == "mac" else 1  # MAC: one call per segment
+    assert n_train == per_layer * model.config.n_layers
+    assert len(calls) == (per_layer + 1) * model.config.n_layers
     torch.testing.assert_close(train, cached, rtol=1e-12, atol=1e-12)

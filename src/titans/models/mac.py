@@ -87,8 +87,8 @@ class MACMixer(nn.Module):
 
     def forward(self, u: Tensor, cache: MACCache | None = None, need_cache: bool = True
                 ) -> tuple[Tensor, MACCache]:
-        """``need_cache`` is accepted for the common mixer interface: segments carry the memory
-        cache from one to the next in any case (each segment is whole chunks, one op call)."""
+        """``need_cache=False``: the returned cache is not used (a training step), so the last
+        piece's memory call may skip keeping a chunk tail's start weights (one op call)."""
         c = MACCache(None, None, 0, None) if cache is None else cache
         mem, attn, seg_pos, recent = c.memory, c.attn, c.seg_pos, c.recent
         seg_state, query_conv = c.seg_state, c.query_conv
@@ -105,7 +105,8 @@ class MACMixer(nn.Module):
                 h, query_conv = self.memory.read(piece, seg_state, query_conv)
                 paired = self.retrieved_norm(h).to(u.dtype)
             y, attn = self.attn(piece, prefix, attn, paired=paired)
-            m, mem = self.memory(y if self.write_norm is None else self.write_norm(y), mem)
+            m, mem = self.memory(y if self.write_norm is None else self.write_norm(y), mem,
+                                 need_cache=need_cache or i + n < T)
             outs.append(self.gate(y, m))
             if not self.per_token:
                 recent = piece if recent is None else torch.cat([recent, piece], dim=1)
