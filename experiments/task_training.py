@@ -59,7 +59,7 @@ def model_config(name: str, args: argparse.Namespace):
     if name == "mac":
         return get_config("tiny-mac", segment_len=args.segment, n_persistent=16, n_retrieve=16,
                           mac_retrieval=getattr(args, "mac_retrieval", "token"),
-                          mac_write_norm=getattr(args, "mac_write_norm", "on") == "on", **common)
+                          mac_write_norm=getattr(args, "mac_write_norm", "off") == "on", **common)
     if name in ("mag", "mal"):  # sliding-window attention of the MAC segment's length
         return get_config(f"tiny-{name}", window=args.segment, n_persistent=16, **common)
     if name == "lmm" or name in ABLATIONS:
@@ -459,9 +459,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    "training batches (0: in the training process; the batches depend on it)")
     p.add_argument("--mac-retrieval", choices=["token", "prefix"], default="token",
                    help="MAC's memory read (ModelConfig.mac_retrieval; runs 1-10 used prefix)")
-    p.add_argument("--mac-write-norm", choices=["on", "off"], default="on",
-                   help="MAC writes RMSNorm(y) into its memory (ModelConfig.mac_write_norm; "
-                   "runs 1-10: off)")
+    p.add_argument("--mac-write-norm", choices=["on", "off"], default="off",
+                   help="MAC writes RMSNorm(y) into its memory (ModelConfig.mac_write_norm)")
     p.add_argument("--alpha-init", type=float, default=None, help="memory forget gate at "
                    "initialisation (default: the library's)")
     p.add_argument("--value-norm", choices=["none", "rms"], default=None,

@@ -56,7 +56,7 @@ def main() -> None:
     p.add_argument("--segment", type=int, default=16, help="MAC segment (attention window)")
     p.add_argument("--mac-retrieval", choices=["token", "prefix"], default="token",
                    help="MAC's memory read (ModelConfig.mac_retrieval)")
-    p.add_argument("--mac-write-norm", choices=["on", "off"], default="on",
+    p.add_argument("--mac-write-norm", choices=["on", "off"], default="off",
                    help="MAC writes RMSNorm(y) into its memory (ModelConfig.mac_write_norm)")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--pairs", type=int, default=8)

@@ -86,7 +86,8 @@ def test_presets_table_prints(capsys):
 
 
 def test_mac_retrieval_option_and_configs_saved_before_it():
-    assert get_config("tiny-mac", vocab_size=64).mac_retrieval == "token"
+    cfg = get_config("tiny-mac", vocab_size=64)
+    assert cfg.mac_retrieval == "token" and cfg.mac_write_norm is False
     with pytest.raises(ValueError, match="mac_retrieval"):
         get_config("tiny-mac", vocab_size=64, mac_retrieval="bogus")
     old = get_config("tiny-mac", vocab_size=64).to_dict()

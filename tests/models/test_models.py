@@ -17,9 +17,12 @@ TITANS = [v for v in VARIANTS if v != "transformer"]
 
 
 def make(variant: str, dtype=torch.float64, **kw) -> TitansLM:
-    """``tiny-{variant}``; ``mac-prefix`` is MAC with the earlier prefix retrieval."""
+    """``tiny-{variant}``; ``mac-prefix`` is MAC with the earlier prefix retrieval, ``mac-wnorm``
+    MAC writing ``RMSNorm(y)`` into its memory."""
     if variant == "mac-prefix":
         variant, kw = "mac", {"mac_retrieval": "prefix", **kw}
+    if variant == "mac-wnorm":
+        variant, kw = "mac", {"mac_write_norm": True, **kw}
     kw.setdefault("window", None if variant == "transformer" else 8)
     cfg = get_config(f"tiny-{variant}", vocab_size=V, **kw)
     return TitansLM(cfg).to(dtype)
@@ -35,7 +38,7 @@ def cache_numel(obj) -> int:
     return 0
 
 
-@pytest.mark.parametrize("variant", ALL + ["transformer-window", "mac-prefix"])
+@pytest.mark.parametrize("variant", ALL + ["transformer-window", "mac-prefix", "mac-wnorm"])
 def test_incremental_equals_full(variant):
     """T = 45 crosses 2 MAC segments (16), 5 memory chunks (8) and the window (8) several times."""
     kw = {"window": 8} if variant == "transformer-window" else {}
@@ -52,7 +55,7 @@ def test_incremental_equals_full(variant):
         assert cache.pos == 45
 
 
-@pytest.mark.parametrize("variant", ALL + ["mac-prefix"])
+@pytest.mark.parametrize("variant", ALL + ["mac-prefix", "mac-wnorm"])
 def test_causal(variant):
     """Changing token t never changes the logits of positions < t (and does change later ones)."""
     model = make(variant)

@@ -32,8 +32,9 @@ class ModelConfig:
         this option existed load as ``prefix``).
     n_retrieve: MAC ``prefix`` retrieval: memory tokens N_l per segment (≤ segment_len).
     mac_write_norm: MAC writes ``RMSNorm(y)`` into the memory instead of the raw attention
-        output y (whose scale is free), as the other variants write their normalised block
-        input (configs saved before this option existed load as False).
+        output y (the paper's form, default). On the CPU recall probe it prevented a divergence
+        of the per-token MAC but also stopped its learning; ``memory={"value_norm": "rms"}`` did
+        both jobs better (docs/models.md).
     memory: overrides of :class:`~titans.memory.NeuralMemoryConfig` (``d_model`` is taken from
         here; ``num_heads`` defaults to n_heads), e.g. ``{"depth": 1, "momentum": False}``.
     gate_activation: the non-linearity σ of the MAC/MAG gate ``W_o (norm(y) ⊙ σ(norm(m)))``.
@@ -56,7 +57,7 @@ class ModelConfig:
     n_persistent: int = 16
     n_retrieve: int | None = None
     mac_retrieval: str = "token"
-    mac_write_norm: bool = True
+    mac_write_norm: bool = False
     memory: dict = field(default_factory=dict)
     gate_activation: str = "sigmoid"
     init_std: float = 0.02

@@ -6,8 +6,8 @@ Per segment S of C tokens, with M the memory state from before the segment:
                                         (``mac_retrieval="token"``, the paper's h_t)
     y = Attn(P ‖ h ‖ S)[S]              P visible to every position; h_j and S_j visible to
                                         position i when j ≤ i
-    m = M(norm(y))                      write y (RMS-normalised: ``mac_write_norm``) into the
-                                        memory token by token, read back M_t*(y_t)
+    m = M(y)                            write y into the memory token by token (RMS-normalised
+                                        first with ``mac_write_norm``), read back M_t*(y_t)
     o = W_o (norm(y) ⊙ σ(norm(m)))
 
 The paper shows all of h to the whole segment, which lets position i see tokens after i; making
