@@ -58,7 +58,7 @@ def model_config(name: str, args: argparse.Namespace):
                   attn_backend="sdpa", memory=memory)
     if name == "mac":
         return get_config("tiny-mac", segment_len=args.segment, n_persistent=16, n_retrieve=16,
-                          mac_retrieval=getattr(args, "mac_retrieval", "token"),
+                          mac_retrieval=getattr(args, "mac_retrieval", "prefix"),
                           mac_write_norm=getattr(args, "mac_write_norm", "off") == "on", **common)
     if name in ("mag", "mal"):  # sliding-window attention of the MAC segment's length
         return get_config(f"tiny-{name}", window=args.segment, n_persistent=16, **common)
@@ -457,8 +457,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    "launch-bound; the first batch is checked against an eager step)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes building the "
                    "training batches (0: in the training process; the batches depend on it)")
-    p.add_argument("--mac-retrieval", choices=["token", "prefix"], default="token",
-                   help="MAC's memory read (ModelConfig.mac_retrieval; runs 1-10 used prefix)")
+    p.add_argument("--mac-retrieval", choices=["prefix", "token"], default="prefix",
+                   help="MAC's memory read (ModelConfig.mac_retrieval)")
     p.add_argument("--mac-write-norm", choices=["on", "off"], default="off",
                    help="MAC writes RMSNorm(y) into its memory (ModelConfig.mac_write_norm)")
     p.add_argument("--alpha-init", type=float, default=None, help="memory forget gate at "

@@ -54,7 +54,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=["transformer", "lmm", "mac"], default="lmm")
     p.add_argument("--segment", type=int, default=16, help="MAC segment (attention window)")
-    p.add_argument("--mac-retrieval", choices=["token", "prefix"], default="token",
+    p.add_argument("--mac-retrieval", choices=["prefix", "token"], default="prefix",
                    help="MAC's memory read (ModelConfig.mac_retrieval)")
     p.add_argument("--mac-write-norm", choices=["on", "off"], default="off",
                    help="MAC writes RMSNorm(y) into its memory (ModelConfig.mac_write_norm)")

@@ -185,6 +185,6 @@ def test_run_niah_refuses_an_unknown_model_before_training(run_niah, monkeypatch
 
 
 def test_model_config_passes_the_mac_retrieval(run_niah, task_training):
-    assert task_training.model_config("mac", _train_args(run_niah)).mac_retrieval == "token"
-    args = _train_args(run_niah, "--mac-retrieval", "prefix")
-    assert task_training.model_config("mac", args).mac_retrieval == "prefix"
+    assert task_training.model_config("mac", _train_args(run_niah)).mac_retrieval == "prefix"
+    args = _train_args(run_niah, "--mac-retrieval", "token")
+    assert task_training.model_config("mac", args).mac_retrieval == "token"

@@ -85,15 +85,14 @@ def test_presets_table_prints(capsys):
     assert len(lines) == 1 + len(VARIANTS) and lines[1].startswith("tiny-mac")
 
 
-def test_mac_retrieval_option_and_configs_saved_before_it():
+def test_mac_memory_options_and_configs_saved_before_them():
     cfg = get_config("tiny-mac", vocab_size=64)
-    assert cfg.mac_retrieval == "token" and cfg.mac_write_norm is False
+    assert cfg.mac_retrieval == "prefix" and cfg.mac_write_norm is False
     with pytest.raises(ValueError, match="mac_retrieval"):
         get_config("tiny-mac", vocab_size=64, mac_retrieval="bogus")
     old = get_config("tiny-mac", vocab_size=64).to_dict()
     del old["mac_retrieval"], old["mac_write_norm"]  # a MAC config written before the options
-    loaded = ModelConfig.from_dict(old)
-    assert loaded.mac_retrieval == "prefix" and loaded.mac_write_norm is False
+    assert ModelConfig.from_dict(old) == cfg  # the defaults are the earlier forms
     assert ModelConfig.from_dict({**old, "mac_retrieval": "token"}).mac_retrieval == "token"
     with pytest.raises(ValueError, match="mac_write_norm"):
         get_config("tiny-mac", vocab_size=64, mac_write_norm=1)

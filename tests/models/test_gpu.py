@@ -64,11 +64,13 @@ def test_flex_equals_sdpa_paired_cuda(case):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", list(VARIANTS) + ["mac-token"])
 def test_model_backends_and_decoding_cuda(variant):
     torch.manual_seed(0)
     kw = dict(vocab_size=256, d_model=128, n_heads=2, window=128, segment_len=128, n_retrieve=8,
               memory={"chunk_size": 32})
+    if variant == "mac-token":  # MAC with per-token retrieval (paired keys in the attention)
+        variant, kw = "mac", {**kw, "mac_retrieval": "token"}
     x = torch.randint(0, 256, (2, 300), device="cuda")
     model = TitansLM(get_config(f"tiny-{variant}", attn_backend="flex", **kw)).cuda()
     flex = model(x).logits

@@ -17,10 +17,10 @@ TITANS = [v for v in VARIANTS if v != "transformer"]
 
 
 def make(variant: str, dtype=torch.float64, **kw) -> TitansLM:
-    """``tiny-{variant}``; ``mac-prefix`` is MAC with the earlier prefix retrieval, ``mac-wnorm``
-    MAC writing ``RMSNorm(y)`` into its memory."""
-    if variant == "mac-prefix":
-        variant, kw = "mac", {"mac_retrieval": "prefix", **kw}
+    """``tiny-{variant}``; ``mac-token`` is MAC with per-token retrieval, ``mac-wnorm`` MAC
+    writing ``RMSNorm(y)`` into its memory."""
+    if variant == "mac-token":
+        variant, kw = "mac", {"mac_retrieval": "token", **kw}
     if variant == "mac-wnorm":
         variant, kw = "mac", {"mac_write_norm": True, **kw}
     kw.setdefault("window", None if variant == "transformer" else 8)
@@ -38,7 +38,7 @@ def cache_numel(obj) -> int:
     return 0
 
 
-@pytest.mark.parametrize("variant", ALL + ["transformer-window", "mac-prefix", "mac-wnorm"])
+@pytest.mark.parametrize("variant", ALL + ["transformer-window", "mac-token", "mac-wnorm"])
 def test_incremental_equals_full(variant):
     """T = 45 crosses 2 MAC segments (16), 5 memory chunks (8) and the window (8) several times."""
     kw = {"window": 8} if variant == "transformer-window" else {}
@@ -55,7 +55,7 @@ def test_incremental_equals_full(variant):
         assert cache.pos == 45
 
 
-@pytest.mark.parametrize("variant", ALL + ["mac-prefix", "mac-wnorm"])
+@pytest.mark.parametrize("variant", ALL + ["mac-token", "mac-wnorm"])
 def test_causal(variant):
     """Changing token t never changes the logits of positions < t (and does change later ones)."""
     model = make(variant)
@@ -83,12 +83,12 @@ def recorded_masks(model, x, monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("variant", ["transformer", "mag", "mal", "mac", "mac-prefix"])
+@pytest.mark.parametrize("variant", ["transformer", "mag", "mal", "mac", "mac-token"])
 def test_variant_masks_match_hand_built(variant, monkeypatch):
     """The exact mask each variant uses (first layer) against one written out from Fig. 3."""
     T, W, Np, C, Nl = 20, 8, 4, 16, 4
-    extra = {"mac_retrieval": "prefix"} if variant == "mac-prefix" else {}
-    variant = variant.removesuffix("-prefix")
+    extra = {"mac_retrieval": "token"} if variant == "mac-token" else {}
+    variant = variant.removesuffix("-token")
     model = make(variant, dtype=torch.float32, window=None if variant == "transformer" else W, **extra)
     masks = recorded_masks(model, torch.randint(0, V, (1, T)), monkeypatch)
     per_layer = len(masks) // model.config.n_layers
@@ -103,15 +103,7 @@ def test_variant_masks_match_hand_built(variant, monkeypatch):
             for j in range(max(0, i - W + 1), i + 1):
                 want[i, Np + j] = True
         assert len(layer0) == 1 and torch.equal(layer0[0], want)
-    elif extra:  # MAC, prefix retrieval: per segment, [P ‖ h ‖ S], P and h visible to all
-        sizes = [C, T - C]
-        assert len(layer0) == 2
-        for m, n in zip(layer0, sizes):
-            want = torch.zeros(n, Np + Nl + n, dtype=torch.bool)
-            want[:, :Np + Nl] = True
-            want[:, Np + Nl:] = torch.ones(n, n, dtype=torch.bool).tril()
-            assert torch.equal(m, want)
-    else:  # MAC, token retrieval: per segment, [P ‖ h_1..h_n ‖ S_1..S_n], h_j and S_j seen iff j ≤ i
+    elif extra:  # MAC, token retrieval: per segment, [P ‖ h_1..h_n ‖ S_1..S_n], h_j and S_j seen iff j ≤ i
         sizes = [C, T - C]
         assert len(layer0) == 2
         for m, n in zip(layer0, sizes):
@@ -120,6 +112,14 @@ def test_variant_masks_match_hand_built(variant, monkeypatch):
             for i in range(n):
                 for j in range(i + 1):
                     want[i, Np + j] = want[i, Np + n + j] = True
+            assert torch.equal(m, want)
+    else:  # MAC, prefix retrieval: per segment, [P ‖ h ‖ S], P and h visible to all
+        sizes = [C, T - C]
+        assert len(layer0) == 2
+        for m, n in zip(layer0, sizes):
+            want = torch.zeros(n, Np + Nl + n, dtype=torch.bool)
+            want[:, :Np + Nl] = True
+            want[:, Np + Nl:] = torch.ones(n, n, dtype=torch.bool).tril()
             assert torch.equal(m, want)
 
 
@@ -233,7 +233,7 @@ def test_stream_matches_full_forward(variant):
     assert all(o.loss == 0 for o in model.stream(pieces, tgt))
 
 
-@pytest.mark.parametrize("variant", TITANS + ["transformer-window", "mac-prefix"])
+@pytest.mark.parametrize("variant", TITANS + ["transformer-window", "mac-token"])
 def test_decode_state_is_bounded(variant):
     kw = {"window": 8} if variant == "transformer-window" else {}
     model = make(variant.removesuffix("-window"), dtype=torch.float32, **kw)

@@ -10,7 +10,7 @@ from titans.memory import NeuralMemoryConfig
 VARIANTS = ("mac", "mag", "mal", "lmm", "transformer")
 ATTN_BACKENDS = ("auto", "sdpa", "flex")
 GATE_ACTIVATIONS = ("sigmoid", "silu")
-MAC_RETRIEVALS = ("token", "prefix")
+MAC_RETRIEVALS = ("prefix", "token")
 
 
 @dataclass
@@ -25,11 +25,10 @@ class ModelConfig:
         None = full causal attention there). segment_len: MAC segment length C.
     n_persistent: persistent memory tokens N_p per layer (Titans variants; 0 disables).
     mac_retrieval: how MAC shows the attention what the memory holds (docs/models.md).
-        ``token`` (default): every token's own query ``M*_{t-1}(q_i)`` read from the memory
-        as it stood before the segment (the paper's ``h_t``), one retrieved token beside each
-        token, visible causally. ``prefix``: ``n_retrieve`` tokens read with the queries of the
-        last inputs before the segment, visible to the whole segment (configs saved before
-        this option existed load as ``prefix``).
+        ``prefix`` (default): ``n_retrieve`` tokens read with the queries of the last inputs
+        before the segment, visible to the whole segment. ``token``: every token's own query
+        ``M*_{t-1}(q_i)`` read from the memory as it stood before the segment (the paper's
+        ``h_t`` made causal), one retrieved token beside each token.
     n_retrieve: MAC ``prefix`` retrieval: memory tokens N_l per segment (≤ segment_len).
     mac_write_norm: MAC writes ``RMSNorm(y)`` into the memory instead of the raw attention
         output y (the paper's form, default). On the CPU recall probe it prevented a divergence
@@ -56,7 +55,7 @@ class ModelConfig:
     segment_len: int = 256
     n_persistent: int = 16
     n_retrieve: int | None = None
-    mac_retrieval: str = "token"
+    mac_retrieval: str = "prefix"
     mac_write_norm: bool = False
     memory: dict = field(default_factory=dict)
     gate_activation: str = "sigmoid"
@@ -148,8 +147,6 @@ class ModelConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown ModelConfig fields {unknown}")
-        if data.get("variant") == "mac":  # saved before these options existed: the old forms
-            data = {"mac_retrieval": "prefix", "mac_write_norm": False, **data}
         return cls(**data)
 
     def to_json(self) -> str:

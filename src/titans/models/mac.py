@@ -2,19 +2,18 @@
 
 Per segment S of C tokens, with M the memory state from before the segment:
 
-    h_i = RMSNorm(M*(q_i))              one retrieved token per token of S, from its own query
-                                        (``mac_retrieval="token"``, the paper's h_t)
-    y = Attn(P ‖ h ‖ S)[S]              P visible to every position; h_j and S_j visible to
-                                        position i when j ≤ i
+    h = RMSNorm(M*(q))                  N_l retrieved tokens; q from the last N_l inputs *before*
+                                        the segment (learned queries for the first segment)
+    y = Attn(P ‖ h ‖ S)[S]              P and h visible to every position, causal inside S
     m = M(y)                            write y into the memory token by token (RMS-normalised
                                         first with ``mac_write_norm``), read back M_t*(y_t)
     o = W_o (norm(y) ⊙ σ(norm(m)))
 
-The paper shows all of h to the whole segment, which lets position i see tokens after i; making
-h_j visible exactly when S_j is keeps every logit causal. ``mac_retrieval="prefix"`` is the
-earlier form: N_l tokens read with the queries of the last N_l inputs *before* the segment
-(learned queries for the first segment), visible to the whole segment — a question at the end
-of a segment then reaches the memory only through the gate (docs/models.md).
+The paper retrieves with queries from the current segment and shows the retrieved tokens to the
+whole segment, which lets position i see tokens after i; taking the queries from before the
+segment keeps every logit causal. ``mac_retrieval="token"`` is the other causal form: one
+retrieved token ``h_i = M*(q_i)`` beside each token of S, from its own query, with h_j and S_j
+visible to position i when j ≤ i (docs/models.md compares the two).
 """
 
 from __future__ import annotations
