@@ -38,7 +38,8 @@ PAD = TOK.eos_id
 
 
 def model_config(name: str, args: argparse.Namespace):
-    """The model ``name``: mac, mag, mal (window = ``--segment``, 16 persistent tokens), lmm,
+    """The model ``name``: mac (``mac-token``: with per-token retrieval), mag, mal (window =
+    ``--segment``, 16 persistent tokens), lmm,
     transformer, swa, or an LMM ablation of
     ``titans.models.ABLATIONS`` (the S-NIAH LMM has no persistent tokens, so ``lmm-nopersistent``
     is ``lmm`` itself)."""
@@ -56,9 +57,10 @@ def model_config(name: str, args: argparse.Namespace):
     memory.update(overrides.pop("memory", {}))
     common = dict(vocab_size=256, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads,
                   attn_backend="sdpa", memory=memory)
-    if name == "mac":
+    if name in ("mac", "mac-token"):  # mac-token: per-token retrieval whatever --mac-retrieval says
+        retrieval = "token" if name == "mac-token" else getattr(args, "mac_retrieval", "prefix")
         return get_config("tiny-mac", segment_len=args.segment, n_persistent=16, n_retrieve=16,
-                          mac_retrieval=getattr(args, "mac_retrieval", "prefix"),
+                          mac_retrieval=retrieval,
                           mac_write_norm=getattr(args, "mac_write_norm", "off") == "on", **common)
     if name in ("mag", "mal"):  # sliding-window attention of the MAC segment's length
         return get_config(f"tiny-{name}", window=args.segment, n_persistent=16, **common)
@@ -68,8 +70,8 @@ def model_config(name: str, args: argparse.Namespace):
         return get_config("tiny-transformer", **common)
     if name == "swa":
         return get_config("tiny-transformer", window=args.segment, **common)
-    raise ValueError(f"model must be mac, mag, mal, lmm, transformer, swa or one of {sorted(ABLATIONS)}, "
-                     f"got {name!r}")
+    raise ValueError(f"model must be mac, mac-token, mag, mal, lmm, transformer, swa or one of "
+                     f"{sorted(ABLATIONS)}, got {name!r}")
 
 
 def lm_tokens(path: str, max_bytes: int) -> np.ndarray:

@@ -188,3 +188,4 @@ def test_model_config_passes_the_mac_retrieval(run_niah, task_training):
     assert task_training.model_config("mac", _train_args(run_niah)).mac_retrieval == "prefix"
     args = _train_args(run_niah, "--mac-retrieval", "token")
     assert task_training.model_config("mac", args).mac_retrieval == "token"
+    assert task_training.model_config("mac-token", _train_args(run_niah)).mac_retrieval == "token"
