@@ -20,7 +20,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 def label(run: dict) -> str:
     a = run["args"]
     alpha = f", α₀ {a['alpha_init']:g}" if a.get("alpha_init") is not None else ""
-    return f"{a['model']}{alpha}, {a['steps']} steps, seed {a['seed']}"
+    extra = ""
+    if a["model"] == "mac" and a.get("mac_retrieval", "prefix") != "prefix":
+        extra += f", {a['mac_retrieval']} read"
+    if a.get("value_norm"):
+        extra += f", value norm {a['value_norm']}"
+    return f"{a['model']}{alpha}{extra}, {a['steps']} steps, seed {a['seed']}"
 
 
 def main(paths: list[str], out: str) -> None:
