@@ -32,8 +32,8 @@ class ModelConfig:
     n_retrieve: MAC ``prefix`` retrieval: memory tokens N_l per segment (≤ segment_len).
     mac_write_norm: MAC writes ``RMSNorm(y)`` into the memory instead of the raw attention
         output y (the paper's form, default). On the CPU recall probe it prevented a divergence
-        of the per-token MAC but also stopped its learning; ``memory={"value_norm": "rms"}`` did
-        both jobs better (docs/models.md).
+        of the per-token MAC but also stopped its learning; ``memory={"value_norm": "rms"}``
+        prevented it and kept learning (docs/models.md).
     memory: overrides of :class:`~titans.memory.NeuralMemoryConfig` (``d_model`` is taken from
         here; ``num_heads`` defaults to n_heads), e.g. ``{"depth": 1, "momentum": False}``.
     gate_activation: the non-linearity σ of the MAC/MAG gate ``W_o (norm(y) ⊙ σ(norm(m)))``.
