@@ -58,10 +58,10 @@ def model_config(name: str, args: argparse.Namespace):
     common = dict(vocab_size=256, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads,
                   attn_backend="sdpa", memory=memory)
     if name in ("mac", "mac-token"):  # mac-token: per-token retrieval whatever --mac-retrieval says
-        retrieval = "token" if name == "mac-token" else getattr(args, "mac_retrieval", "prefix")
+        retrieval = "token" if name == "mac-token" else args.mac_retrieval
         return get_config("tiny-mac", segment_len=args.segment, n_persistent=16, n_retrieve=16,
                           mac_retrieval=retrieval,
-                          mac_write_norm=getattr(args, "mac_write_norm", "off") == "on", **common)
+                          mac_write_norm=args.mac_write_norm == "on", **common)
     if name in ("mag", "mal"):  # sliding-window attention of the MAC segment's length
         return get_config(f"tiny-{name}", window=args.segment, n_persistent=16, **common)
     if name == "lmm" or name in ABLATIONS:
@@ -209,8 +209,7 @@ def batch_losses(model, batch: dict[str, torch.Tensor], context_loss: float,
 
 
 def _grad_norm(model) -> float:
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])).item()
+    return torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None]).item()
 
 
 def check_graph(graphed, forward, model, batch, args, rtol: float = 0.05):

@@ -196,6 +196,14 @@ class SelfAttention(nn.Module):
         cos, sin = rope_cos_sin(start, x.shape[1], self.head_dim, self.rope_theta, x.device)
         return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
 
+    def _project_kv(self, x: Tensor, start: int) -> tuple[Tensor, Tensor]:
+        """Keys and values only (prefix and paired tokens ask no queries)."""
+        width = self.n_heads * self.head_dim
+        k, v = rearrange(F.linear(x, self.qkv.weight[width:]), "b t (s h d) -> s b h t d", s=2,
+                         h=self.n_heads)
+        cos, sin = rope_cos_sin(start, x.shape[1], self.head_dim, self.rope_theta, x.device)
+        return apply_rotary(k, cos, sin), v
+
     def forward(self, x: Tensor, prefix: Tensor | None = None, cache: KVCache | None = None,
                 paired: Tensor | None = None) -> tuple[Tensor, KVCache]:
         """x: ``[B, T, d_model]``; prefix: ``[B, Np, d_model]`` (first call only) → output
@@ -212,7 +220,7 @@ class SelfAttention(nn.Module):
             n_p = 0 if prefix is None else prefix.shape[1]
             pk = pv = None
             if n_p:
-                _, pk, pv = self._project(prefix, 0)
+                pk, pv = self._project_kv(prefix, 0)
             empty = x.new_zeros(x.shape[0], self.n_heads, 0, self.head_dim)
             cache = KVCache(pk, pv, empty, empty, 0, *((empty, empty) if paired is not None else ()))
         if (paired is None) != (cache.paired_k is None):
@@ -224,7 +232,7 @@ class SelfAttention(nn.Module):
         v_all = torch.cat([cache.v, v], dim=2)
         keys, vals, pk_all, pv_all = k_all, v_all, None, None
         if paired is not None:
-            _, pk, pv = self._project(paired, start)
+            pk, pv = self._project_kv(paired, start)
             pk_all, pv_all = torch.cat([cache.paired_k, pk], dim=2), torch.cat([cache.paired_v, pv], dim=2)
             keys, vals = torch.cat([pk_all, k_all], dim=2), torch.cat([pv_all, v_all], dim=2)
         if n_p:
