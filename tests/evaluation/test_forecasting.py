@@ -116,6 +116,18 @@ def test_harness_and_cli(tmp_path):
     assert again["test_mse"] == rec["test_mse"]  # same config and seed, same numbers
     with pytest.raises(ValueError, match="model"):
         ForecastConfig(model="arima")
+    with pytest.raises(ValueError, match="device"):
+        ForecastConfig(device="tpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_harness_on_cuda_matches_cpu():
+    kw = dict(dataset="ETTh1", model="patchtst", pred_len=96, epochs=1, max_train_batches=3,
+              model_kwargs={"dropout": 0.0, "head_dropout": 0.0})
+    cpu = train_and_evaluate(ForecastConfig(**kw), log=lambda *_: None)
+    gpu = train_and_evaluate(ForecastConfig(device="cuda", **kw), log=lambda *_: None)
+    assert gpu["test_mse"] == pytest.approx(cpu["test_mse"], rel=1e-2)
 
 
 def test_lmm_ablation_switches():

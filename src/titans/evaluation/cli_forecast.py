@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", default=None,
                    help="folder with ETTh1.csv/ETTh2.csv (default ../shared/data/ett)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--out", default="forecast_results", help="folder for one JSON per run + summary.csv")
     p.set_defaults(func=run)
 
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                                      batch_size=args.batch_size, lr=args.lr.get(model), epochs=args.epochs,
                                      patience=args.patience, seed=args.seed, root=args.data_root,
                                      max_train_batches=args.max_train_batches,
-                                     model_kwargs=args.model_kwargs.get(model, {}))
+                                     model_kwargs=args.model_kwargs.get(model, {}), device=args.device)
                 rec = train_and_evaluate(cfg)
                 save_record(rec, path)
                 records.append(rec)

@@ -35,6 +35,7 @@ class ForecastConfig:
     root: str | None = None          # folder with ETTh1.csv / ETTh2.csv (default ../shared/data/ett)
     max_train_batches: int | None = None  # cap per epoch (tests / smoke runs)
     model_kwargs: dict = field(default_factory=dict)
+    device: str = "cpu"              # "cpu", "cuda", "cuda:N" (the windows live there too)
 
     def __post_init__(self) -> None:
         for name in ("seq_len", "pred_len", "batch_size", "epochs", "patience"):
@@ -45,13 +46,18 @@ class ForecastConfig:
             if self.model not in DEFAULT_LR:
                 raise ValueError(f"model must be one of {sorted(DEFAULT_LR)}, got {self.model!r}")
             self.lr = DEFAULT_LR[self.model]
+        if not (self.device == "cpu" or self.device.split(":")[0] == "cuda"):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        if self.device != "cpu" and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} but CUDA is not available")
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: ETTWindows, batch_size: int = 256) -> dict[str, float]:
     """MSE and MAE over all windows, horizon steps and channels of ``data``."""
     model.eval()
-    x, y = data.tensors()
+    device = next(model.parameters()).device
+    x, y = (t.to(device) for t in data.tensors())
     se = ae = 0.0
     for i in range(0, x.shape[0], batch_size):
         pred = model(x[i:i + batch_size].contiguous())
@@ -70,8 +76,9 @@ def train_and_evaluate(cfg: ForecastConfig, log=print) -> dict:
               for s in ("train", "val", "test")}
     train = splits["train"]
     model = build_model(cfg.model, cfg.seq_len, cfg.pred_len, train.channels, **cfg.model_kwargs)
+    model.to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    x_all, y_all = train.tensors()
+    x_all, y_all = (t.to(cfg.device) for t in train.tensors())
     best, best_state, best_epoch, bad = math.inf, None, 0, 0
     history = []
     start = time.time()
@@ -83,13 +90,14 @@ def train_and_evaluate(cfg: ForecastConfig, log=print) -> dict:
             batches = list(batches)[: cfg.max_train_batches]
         total, count = 0.0, 0
         for i in batches:
-            idx = order[i:i + cfg.batch_size]
+            idx = order[i:i + cfg.batch_size].to(cfg.device)
             loss = nn.functional.mse_loss(model(x_all[idx].contiguous()), y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
+            total += loss.detach() * len(idx)  # summed on the device: no sync per batch
             count += len(idx)
+        total = float(total)
         val = evaluate(model, splits["val"])
         history.append({"epoch": epoch, "train_mse": total / count, "val_mse": val["mse"],
                         "lr": opt.param_groups[0]["lr"], "seconds": time.time() - start})
@@ -115,5 +123,8 @@ def train_and_evaluate(cfg: ForecastConfig, log=print) -> dict:
 def save_record(record: dict, path: str | Path) -> None:
     import json
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(record, indent=1) + "\n")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(path)  # atomic: a run killed mid-write leaves no half file that resume would trust
