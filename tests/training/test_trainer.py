@@ -198,3 +198,29 @@ def test_resume_from_a_checkpoint_saved_before_qkv_fusion(tmp_path):
     a, b = params(full.model), params(second.model)
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_cuda_graph_refuses_the_cpu(tmp_path):
+    with pytest.raises(ValueError, match="cuda_graph"):
+        tiny_config(tmp_path, device="cpu", cuda_graph=True)
+    if not torch.cuda.is_available():  # device "auto" resolves to the CPU here
+        with pytest.raises(ValueError, match="cuda_graph=true needs a CUDA device"):
+            Trainer(tiny_config(tmp_path, cuda_graph=True), print_fn=lambda *a: None)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("model", ["tiny-lmm", "tiny-mac"])
+@pytest.mark.parametrize("batch_size", [4, 2])  # global batch 4: accumulation 1 and 2
+def test_cuda_graph_training_matches_eager(tmp_path, model, batch_size):
+    quiet = {"print_fn": lambda *a: None}
+    kw = dict(model=model, batch_size=batch_size, global_batch=4, max_steps=4, precision="fp32")
+    eager = Trainer(tiny_config(tmp_path / "e", **kw), **quiet)
+    graphed = Trainer(tiny_config(tmp_path / "g", cuda_graph=True, **kw), **quiet)
+    assert graphed.accum == 4 // batch_size
+    for _ in range(4):
+        (le, ge), (lg, gg) = eager.train_step(), graphed.train_step()
+        assert lg == pytest.approx(le, rel=1e-4) and gg == pytest.approx(ge, rel=1e-3)
+    assert len(graphed.graphed.graphs) == 1
+    for (k, a), b in zip(eager.model.state_dict().items(), graphed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5, msg=k)

@@ -81,6 +81,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
+    cuda_graph: bool = False         # capture forward + loss + backward per micro-batch (one GPU)
     parallel: str = "ddp"
     threads: int | None = None
     sample_tokens: int = 200
@@ -206,9 +207,11 @@ class TrainConfig:
         check_choice("device", DEVICES)
         check_choice("precision", PRECISIONS)
         check_choice("parallel", PARALLEL)
-        for name in ("compile", "progress"):
+        for name in ("compile", "cuda_graph", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.cuda_graph and self.device == "cpu":
+            raise ValueError("cuda_graph=true needs device 'auto' or 'cuda' (CUDA graphs), got device='cpu'")
 
     @property
     def final_step(self) -> int:

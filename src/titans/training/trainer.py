@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from titans.data import PackedSequences, ResumableSampler, load_tokenizer, load_tokens, split_tokens
 from titans.data import corpus as embedded
@@ -27,6 +28,7 @@ from titans.evaluation.lm import LMEvalResult, evaluate_lm
 from . import distributed as D
 from .checkpoint import load_training_state, load_weights, resolve_checkpoint, save_checkpoint
 from .config import TrainConfig, lr_at
+from .cuda_graph import GraphedTrainStep
 from .logger import RunLogger
 
 # Fields that must match a checkpoint to resume from it; fields that may change freely; any other
@@ -34,7 +36,7 @@ from .logger import RunLogger
 RESUME_STRICT = ("model", "model_overrides", "tokenizer", "seq_len")
 RESUME_FREE = ("stop_after", "progress", "out_dir", "batch_size", "parallel", "eval_interval", "eval_batches",
                "log_interval", "ckpt_interval", "keep_checkpoints", "threads", "device", "sample_tokens",
-               "sample_prompt", "compile")
+               "sample_prompt", "compile", "cuda_graph")
 
 
 def build_model_config(cfg: TrainConfig, vocab_size: int):
@@ -128,6 +130,7 @@ class Trainer:
             self.step, self.tokens_seen = int(state["step"]), int(state["tokens"])
             self.sampler.load_state_dict(state["sampler"])
         self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.graphed = self._graphed_step() if cfg.cuda_graph else None
         self.out_dir = Path(cfg.out_dir)
         self.logger = RunLogger(self.out_dir, enabled=self.info.is_main)
 
@@ -161,6 +164,42 @@ class Trainer:
         return r.summary()
 
     # ------------------------------------------------------------------ training
+    def _graphed_step(self) -> GraphedTrainStep:
+        """Forward + loss + backward of one micro-batch as a CUDA graph (one process only)."""
+        if self.info.device.type != "cuda":
+            raise ValueError(f"cuda_graph=true needs a CUDA device, got {self.info.device}")
+        if self.info.enabled:
+            raise ValueError(f"cuda_graph=true supports one process only (world_size "
+                             f"{self.info.world_size}); DDP/FSDP communication is not captured")
+        dtype, accum = self.autocast_dtype, self.accum
+
+        def loss_fn(model, batch):
+            with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None,
+                                cache_enabled=False):  # the weight-cast cache does not survive capture
+                loss = model(batch["x"], targets=batch["y"]).loss
+            return {"loss": loss / accum}
+
+        return GraphedTrainStep(self.forward, loss_fn)
+
+    def _graphed_micro_batches(self, batches) -> Tensor:
+        """Replay the graph once per micro-batch, summing the gradients (each replay overwrites
+        them) into the first replay's tensors' copies; returns the mean loss."""
+        total, sums = torch.zeros((), device=self.info.device), None
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        for x, y in batches:
+            out = self.graphed({"x": x, "y": y})
+            total += out["loss"].detach()
+            grads = [p.grad for p in params]
+            if self.accum == 1:
+                return total
+            if sums is None:
+                sums = [g.clone() for g in grads]
+            else:
+                torch._foreach_add_(sums, grads)
+        for p, g in zip(params, sums):
+            p.grad = g
+        return total
+
     def _no_sync(self, last: bool):
         if last or not self.info.enabled:
             return contextlib.nullcontext()
@@ -177,9 +216,15 @@ class Trainer:
             group["lr"] = lr
         mine = self.sampler.next_global_batch(cfg.global_batch, info.rank, info.world_size)
         total = torch.zeros((), device=info.device)
-        for m in range(self.accum):
+
+        def micro_batch(m: int) -> tuple[Tensor, Tensor]:
             x, y = self.data.train.batch(mine[m * cfg.batch_size:(m + 1) * cfg.batch_size])
-            x, y = x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
+            return x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
+
+        if self.graphed is not None:
+            total = self._graphed_micro_batches(micro_batch(m) for m in range(self.accum))
+        for m in range(0 if self.graphed is not None else self.accum):
+            x, y = micro_batch(m)
             last = m == self.accum - 1
             if D.is_fsdp(self.model) and last and self.accum > 1:
                 self.model.set_requires_gradient_sync(True)
