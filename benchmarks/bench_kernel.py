@@ -115,7 +115,7 @@ def op_bytes(depth: int, T: int, BH: int, N: int, D: int, Hd: int, tok_bytes: in
 
 
 def bench_op(B: int, T: int, backend: str, depth: int = 2, H: int = 16, D: int = 64, N: int = 64,
-             warps: int = 0, prec: str = "auto", kernels: str = "") -> dict:
+             warps: int = 0, prec: str = "auto", kernels: str = "", hidden_tile: int = 0) -> dict:
     from titans.ops import MemoryState, neural_memory
     from titans.ops.neural_memory.triton.function import variant
 
@@ -124,6 +124,9 @@ def bench_op(B: int, T: int, backend: str, depth: int = 2, H: int = 16, D: int =
     os.environ.pop("TITANS_TRITON_KERNELS", None)
     if kernels:  # kernel version (docs/kernel-notes.md); "" = the default
         os.environ["TITANS_TRITON_KERNELS"] = kernels
+    os.environ.pop("TITANS_TRITON_HIDDEN_TILE", None)
+    if hidden_tile:  # hidden-tile width BH of the L_M = 2 kernels; 0 = the default (64)
+        os.environ["TITANS_TRITON_HIDDEN_TILE"] = str(hidden_tile)
 
     Hd = 4 * D
     dev = "cuda"
@@ -245,6 +248,9 @@ def main() -> None:
     p.add_argument("--resources", action="store_true",
                    help="only compile the kernels for sm_90a (no GPU needed) and print ptxas's "
                         "registers / spills / stack and Triton's shared memory per config")
+    p.add_argument("--hidden-tiles", default="64",
+                   help="section 'kernels' (L_M = 2) and --resources: hidden-tile widths BH to run or "
+                        "compile, e.g. 64,32 (TITANS_TRITON_HIDDEN_TILE)")
     p.add_argument("--plot", default=None, help="only draw the figure of an existing results JSON")
     p.add_argument("--depth-from", default=None,
                    help="with --plot: take depth rows missing from the plotted JSON from this one")
@@ -253,7 +259,7 @@ def main() -> None:
         plot(args.plot, args.depth_from)
         return
     if args.resources:
-        resources(args.kernels)
+        resources(args.kernels, [int(b) for b in args.hidden_tiles.split(',')])
         return
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     sections = args.sections.split(",")
@@ -285,16 +291,18 @@ def main() -> None:
             save()
     if "kernels" in sections:  # A/B of kernel versions (TITANS_TRITON_KERNELS)
         versions = [kern for kern in args.kernels.split(",") if kern]
-        runs = [(d, int(n), shape, kern) for d in (int(x) for x in args.kernel_depths.split(","))
-                for n in args.chunks.split(",") for shape in shapes for kern in versions]
-        for depth, N, (B, T), kern in runs:
-            r = {"B": B, "T": T, "N": N, "depth": depth, "kernels": kern} | guarded(
-                bench_op, B, T, "triton", depth, N=N, kernels=kern)
+        tiles = [int(b) for b in args.hidden_tiles.split(",")]
+        runs = [(d, int(n), shape, kern, bh) for d in (int(x) for x in args.kernel_depths.split(","))
+                for n in args.chunks.split(",") for shape in shapes for kern in versions
+                for bh in (tiles if d == 2 else [64])]
+        for depth, N, (B, T), kern, bh in runs:
+            r = {"B": B, "T": T, "N": N, "depth": depth, "kernels": kern, "hidden_tile": bh} | guarded(
+                bench_op, B, T, "triton", depth, N=N, kernels=kern, hidden_tile=bh)
             res["kernels"].append(r)
             msg = r.get("error") or (f"fwd {r['fwd_ms']:8.2f} ms  fwd+bwd {r['fwd_bwd_ms']:8.2f} ms "
                                      f"{r['fwd_bwd_tflops']:6.1f} TFLOP/s {r['fwd_bwd_gbps']:6.0f} GB/s "
                                      f"{r['peak_gb']:6.2f} GB")
-            print(f"kernels L{depth} {kern:<3} n{N:<4}{B:>3}{T:>7} {msg}", flush=True)
+            print(f"kernels L{depth} {kern:<3} bh{bh:<3} n{N:<4}{B:>3}{T:>7} {msg}", flush=True)
             save()
     if "variants" in sections:  # the kernels' registers / spills / shared memory on this device
         from titans.ops.neural_memory.triton.function import LAST_COMPILED
@@ -307,6 +315,7 @@ def main() -> None:
     os.environ["TITANS_TRITON_WARPS"] = "0"
     os.environ["TITANS_TRITON_PRECISION"] = "auto"
     os.environ.pop("TITANS_TRITON_KERNELS", None)
+    os.environ.pop("TITANS_TRITON_HIDDEN_TILE", None)
     if "layers" in sections:
         for name in args.models.split(","):
             for B, T in shapes:
@@ -327,12 +336,12 @@ def main() -> None:
     save()
 
 
-def resources(kernels: str = "") -> None:
+def resources(kernels: str = "", hidden_tiles: list[int] | None = None) -> None:
     """Ahead-of-time compile for Hopper (sm_90a) on any machine and report resources.
 
     ``kernels``: comma-separated versions to report ("" = the historical v2/v4 table; "v6" = the
     split V6 kernels at D 64 / hidden 256 / chunk 64 and 128, D 128 / hidden 256 and 512 /
-    chunk 64)."""
+    chunk 64); ``hidden_tiles``: the BH values compiled for those versions (default [64])."""
     import inspect
     import subprocess
     import tempfile
@@ -355,8 +364,8 @@ def resources(kernels: str = "") -> None:
             configs += [(K.fwd2_kernel, c), (K.bwd2_kernel, c), (K.bwd2r_kernel, c)]
     shapes = [(64, 256, 64), (64, 256, 128), (128, 256, 64), (128, 512, 64)]  # D, hidden, chunk
     for v in versions:
-        for D, HD, N in shapes:
-            c = dict(N=N, D=D, HD=HD, BH=64, ACT=0, PREC="bf16")
+        for (D, HD, N), bh in ((shape, bh) for shape in shapes for bh in hidden_tiles or [64]):
+            c = dict(N=N, D=D, HD=HD, BH=bh, ACT=0, PREC="bf16")
             if v == "v6":
                 configs += [(K.fwd2_state_kernel, c), (K.fwd2_query_kernel, c),
                             (K.bwd2_query_kernel, c), (K.bwd2_state_kernel, c)]

@@ -147,6 +147,35 @@ def test_interpreter_v6_matches_reference_and_v4(monkeypatch, depth, B, T, H, D,
 
 
 @interp
+@pytest.mark.parametrize("tile", ["32", "16"])
+def test_interpreter_v6_forced_hidden_tile_matches_reference(monkeypatch, tile):
+    """``TITANS_TRITON_HIDDEN_TILE`` narrows the hidden tiles of the L_M = 2 kernels below the
+    default 64 (the GPU's tile) at the GPU's shape (D 64, hidden 256 = 8 or 16 tiles, chunk 64):
+    exact fp32, within 1e-5 of float64 and of the 64-column tiles."""
+    monkeypatch.setenv("TITANS_TRITON_PRECISION", "ieee")
+    monkeypatch.setenv("TITANS_TRITON_KERNELS", "v6")
+    args, w, m = make_inputs(1, 150, 1, 64, 2, 256)
+    monkeypatch.setenv("TITANS_TRITON_HIDDEN_TILE", tile)
+    got = run(args, w, m, 64, "gelu", "triton")
+    compare(got, run(args, w, m, 64, "gelu", None, f64=True), 1e-5, 1e-5, f"interp v6 BH{tile} vs f64")
+    monkeypatch.delenv("TITANS_TRITON_HIDDEN_TILE")
+    compare(got, run(args, w, m, 64, "gelu", "triton"), 1e-5, 1e-5, f"interp v6 BH{tile} vs BH64")
+
+
+def test_forced_hidden_tile_is_validated(monkeypatch):
+    pytest.importorskip("triton")
+    from titans.ops.neural_memory.triton.function import hidden_tile
+
+    assert hidden_tile(256) == 64 and hidden_tile(96) == 32 and hidden_tile(48) == 16
+    monkeypatch.setenv("TITANS_TRITON_HIDDEN_TILE", "32")
+    assert hidden_tile(256) == 32
+    for bad, hidden in (("24", 256), ("64", 96), ("wide", 256)):
+        monkeypatch.setenv("TITANS_TRITON_HIDDEN_TILE", bad)
+        with pytest.raises(ValueError, match="TITANS_TRITON_HIDDEN_TILE"):
+            hidden_tile(hidden)
+
+
+@interp
 def test_interpreter_backward_uses_the_forward_kernel_version(monkeypatch):
     """The backward runs the version its forward ran (v6 saves the residual d2 for it), even if
     TITANS_TRITON_KERNELS changes in between."""
@@ -466,6 +495,25 @@ def test_gpu_v6_bf16_matches_v4_and_reference(monkeypatch, depth, B, T, H, D, hi
     monkeypatch.setenv("TITANS_TRITON_KERNELS", "v4")
     compare(got, run(args, w, m, chunk, "gelu", "triton"), 3e-2, 6e-2, f"gpu v6 vs v4 {label}")
     compare(got, run(args, w, m, chunk, "gelu", None, f64=True), 6e-2, 6e-2, f"gpu v6 bf16 vs f64 {label}")
+
+
+@gpu
+@pytest.mark.parametrize("depth,B,T,H,D,hidden,chunk", [
+    (2, 1, 1100, 2, 64, 256, 64), (2, 2, 700, 3, 128, 512, 64), (2, 1, 1000, 1, 64, 256, 128),
+    (2, 2, 300, 2, 32, 128, 16)])
+def test_gpu_v6_hidden_tile_32_matches_64_and_reference(monkeypatch, depth, B, T, H, D, hidden, chunk):
+    """32-column hidden tiles on the GPU (``TITANS_TRITON_HIDDEN_TILE=32``: no spills in the
+    forward state kernel, half in the backward, per ptxas; kernel v2's 32-column tiles crashed
+    on an H100): same tolerances as the v6-vs-v4 test."""
+    args, w, m = make_inputs(B, T, H, D, depth, hidden, device="cuda", dtype=torch.bfloat16)
+    monkeypatch.setenv("TITANS_TRITON_KERNELS", "v6")
+    monkeypatch.setenv("TITANS_TRITON_HIDDEN_TILE", "32")
+    got = run(args, w, m, chunk, "gelu", "triton")
+    torch.cuda.synchronize()  # an illegal memory access surfaces here, named by this test
+    label = f"L{depth} T{T} D{D} h{hidden} n{chunk}"
+    monkeypatch.delenv("TITANS_TRITON_HIDDEN_TILE")
+    compare(got, run(args, w, m, chunk, "gelu", "triton"), 3e-2, 6e-2, f"gpu v6 BH32 vs BH64 {label}")
+    compare(got, run(args, w, m, chunk, "gelu", None, f64=True), 6e-2, 6e-2, f"gpu v6 BH32 vs f64 {label}")
 
 
 class _HostTransfers(torch.utils._python_dispatch.TorchDispatchMode):

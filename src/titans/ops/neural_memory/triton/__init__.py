@@ -39,7 +39,8 @@ HEAD_DIMS = (16, 32, 64, 128)
 # (depth, head dim, chunk) whose kernels need more than the 227 KiB of shared memory of an H100
 # SM with bf16 operands (ahead-of-time compile for sm_90a, docs/kernel-notes.md "Support matrix").
 TOO_LARGE = {(2, 128, 128)}
-GPU_HIDDEN_TILE = 64  # 32-column tiles hit an illegal memory access on H100 (docs, V3)
+GPU_HIDDEN_TILE = 64  # 32-column tiles of v2 hit an illegal memory access on H100 (docs, V3);
+# TITANS_TRITON_HIDDEN_TILE=32 forces them (function.hidden_tile) for measurement
 
 _RESOURCE_CACHE: dict[tuple, str | None] = {}  # configuration key -> None (fits) or the reason
 
@@ -89,7 +90,7 @@ def unsupported_reason(q: Tensor, weights: list[Tensor] | tuple[Tensor, ...], ch
 def resource_key(q: Tensor, weights, chunk_size: int, activation: str, backward: bool) -> tuple:
     """What decides whether a configuration's kernels fit: device, depth, sizes, activation,
     operand precision, token dtype, and whether the backward kernel is needed."""
-    from .function import _launch_opts, precision, variant  # noqa: PLC0415 - imports triton
+    from .function import _launch_opts, hidden_tile, precision, variant  # noqa: PLC0415 - imports triton
 
     depth, D = len(weights), q.shape[-1]
     hidden = weights[0].shape[-1] if depth == 2 else D
@@ -98,7 +99,7 @@ def resource_key(q: Tensor, weights, chunk_size: int, activation: str, backward:
     cap = torch.cuda.get_device_capability(q.device) if q.is_cuda else None
     return (str(q.device), cap, depth, D, hidden, chunk_size, activation if depth == 2 else None,
             precision(q.dtype), tuple(sorted(_launch_opts(D, chunk_size).items())), q.dtype, backward,
-            variant())
+            variant(), hidden_tile(hidden) if depth == 2 else None)
 
 
 def resource_reason(q: Tensor, weights, chunk_size: int, activation: str = "gelu",

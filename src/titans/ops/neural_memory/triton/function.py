@@ -53,11 +53,26 @@ def precision(dtype: torch.dtype) -> str:
     return "bf16" if p == "auto" else p
 
 
+HIDDEN_TILES = (64, 32, 16)
+HIDDEN_TILE_ENV = "TITANS_TRITON_HIDDEN_TILE"
+
+
 def hidden_tile(hidden: int) -> int:
-    """Columns of the hidden width handled per inner step: the largest of 64/32/16 dividing it.
-    On the GPU only 64 is allowed (``unsupported_reason``): a 32-column tile hit an illegal
-    memory access on H100 (not yet understood); the interpreter runs all three."""
-    for bh in (64, 32, 16):
+    """Columns of the hidden width handled per inner step: ``TITANS_TRITON_HIDDEN_TILE`` when set
+    (16, 32 or 64; it must divide ``hidden``), else the largest of 64/32/16 dividing it.
+
+    The static support check admits only hidden widths that are multiples of 64 on the GPU, so
+    by default the GPU runs 64-column tiles: a 32-column tile of kernel v2 hit an illegal memory
+    access on an H100 (docs/kernel-notes.md, V3). The override exists to measure 32-column tiles
+    of the current kernels, whose spills they halve or remove (ptxas report, V8 in the notes);
+    the interpreter runs all three."""
+    forced = os.environ.get(HIDDEN_TILE_ENV, "")
+    if forced:
+        if forced not in {str(t) for t in HIDDEN_TILES} or hidden % int(forced):
+            raise ValueError(f"{HIDDEN_TILE_ENV} must be one of {HIDDEN_TILES} and divide the hidden "
+                             f"width {hidden}, got {forced!r}")
+        return int(forced)
+    for bh in HIDDEN_TILES:
         if hidden % bh == 0:
             return bh
     raise ValueError(f"hidden width {hidden} is not a multiple of 16")
