@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> None:
     print(f"{len(todo)} runs pending over {len(slots)} processes", flush=True)
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=worker, args=(todo[i::len(slots)], dev, str(out), deadline, args.seed,
-                                                    args.max_train_batches, args.data_root))
+                                              args.max_train_batches, args.data_root))
              for i, dev in enumerate(slots)]
     for p in procs:
         p.start()
@@ -118,9 +118,9 @@ def select(records: list[dict]) -> dict:
                            "test_mae": mean(complete[best], "test_mae"),
                            "per_horizon": {h: [complete[best][h]["test_mse"], complete[best][h]["test_mae"]]
                                            for h in HORIZONS}},
-            "per_horizon_config": {"tags": per_h,
-                                   "test_mse": sum(complete[per_h[h]][h]["test_mse"] for h in HORIZONS) / 4,
-                                   "test_mae": sum(complete[per_h[h]][h]["test_mae"] for h in HORIZONS) / 4},
+            "per_horizon_config": {"tags": per_h, **{
+                k: sum(complete[per_h[h]][h][k] for h in HORIZONS) / len(HORIZONS)
+                for k in ("test_mse", "test_mae")}},
             "all": {t: {"val_mse": mean(hs, "val_mse"), "test_mse": mean(hs, "test_mse"),
                         "params": {h: hs[h]["params"] for h in HORIZONS}} for t, hs in complete.items()},
         }

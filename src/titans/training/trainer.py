@@ -182,8 +182,8 @@ class Trainer:
         return GraphedTrainStep(self.forward, loss_fn)
 
     def _graphed_micro_batches(self, batches) -> Tensor:
-        """Replay the graph once per micro-batch, summing the gradients (each replay overwrites
-        them) into the first replay's tensors' copies; returns the mean loss."""
+        """Replay the graph once per micro-batch; with accumulation the gradients (which each
+        replay overwrites) are summed into copies of the first replay's. Returns the mean loss."""
         total, sums = torch.zeros((), device=self.info.device), None
         params = [p for p in self.model.parameters() if p.requires_grad]
         for x, y in batches:
@@ -223,17 +223,18 @@ class Trainer:
 
         if self.graphed is not None:
             total = self._graphed_micro_batches(micro_batch(m) for m in range(self.accum))
-        for m in range(0 if self.graphed is not None else self.accum):
-            x, y = micro_batch(m)
-            last = m == self.accum - 1
-            if D.is_fsdp(self.model) and last and self.accum > 1:
-                self.model.set_requires_gradient_sync(True)
-            with self._no_sync(last):
-                with (torch.autocast("cuda", dtype=self.autocast_dtype) if self.autocast_dtype
-                      else contextlib.nullcontext()):
-                    loss = self.forward(x, targets=y).loss
-                (loss / self.accum).backward()
-            total += loss.detach() / self.accum
+        else:
+            for m in range(self.accum):
+                x, y = micro_batch(m)
+                last = m == self.accum - 1
+                if D.is_fsdp(self.model) and last and self.accum > 1:
+                    self.model.set_requires_gradient_sync(True)
+                with self._no_sync(last):
+                    with (torch.autocast("cuda", dtype=self.autocast_dtype) if self.autocast_dtype
+                          else contextlib.nullcontext()):
+                        loss = self.forward(x, targets=y).loss
+                    (loss / self.accum).backward()
+                total += loss.detach() / self.accum
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
         loss_value = float(D.all_reduce_mean(total))
