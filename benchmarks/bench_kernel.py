@@ -159,12 +159,32 @@ def bench_op(B: int, T: int, backend: str, depth: int = 2, H: int = 16, D: int =
          "fwd_bwd_ms": tfb * 1e3, "peak_gb": torch.cuda.max_memory_allocated() / 1e9,
          "tokens_per_s": B * T / tfb}
     if backend == "triton":
+        r["kernel_ms"] = kernel_times(step, reps=3)
         ff, fb = op_flops(depth, T, B * H, N, D, Hd, variant())
         bf, bb = op_bytes(depth, T, B * H, N, D, Hd, 2, variant())
         r.update(fwd_tflops=ff / tf / 1e12, fwd_bwd_tflops=(ff + fb) / tfb / 1e12,
                  fwd_gbps=bf / tf / 1e9, fwd_bwd_gbps=(bf + bb) / tfb / 1e9,
                  flops_fwd=ff, flops_bwd=fb, bytes_fwd=bf, bytes_bwd=bb)
     return r
+
+
+def kernel_times(step, reps: int = 3) -> dict[str, float]:
+    """Device milliseconds per call of ``step`` for each Triton kernel of the memory op (name →
+    ms, from the profiler's CUDA kernel events, averaged over ``reps`` calls): which kernel a
+    change moved, where the total alone cannot say (kernel v7 was judged without it)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            step()
+        torch.cuda.synchronize()
+    times: dict[str, float] = {}
+    for e in prof.key_averages():
+        if "_kernel" in e.key and any(e.key.startswith(p) for p in ("fwd", "bwd")):
+            total_us = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0.0)
+            times[e.key] = round(total_us / reps / 1e3, 4)
+    return times
 
 
 # --------------------------------------------------------------------------- layer level
@@ -299,9 +319,11 @@ def main() -> None:
             r = {"B": B, "T": T, "N": N, "depth": depth, "kernels": kern, "hidden_tile": bh} | guarded(
                 bench_op, B, T, "triton", depth, N=N, kernels=kern, hidden_tile=bh)
             res["kernels"].append(r)
+            per_kernel = " ".join(f"{k.replace('_kernel', '')} {v:.2f}"
+                                   for k, v in r.get("kernel_ms", {}).items())
             msg = r.get("error") or (f"fwd {r['fwd_ms']:8.2f} ms  fwd+bwd {r['fwd_bwd_ms']:8.2f} ms "
                                      f"{r['fwd_bwd_tflops']:6.1f} TFLOP/s {r['fwd_bwd_gbps']:6.0f} GB/s "
-                                     f"{r['peak_gb']:6.2f} GB")
+                                     f"{r['peak_gb']:6.2f} GB | {per_kernel}")
             print(f"kernels L{depth} {kern:<3} bh{bh:<3} n{N:<4}{B:>3}{T:>7} {msg}", flush=True)
             save()
     if "variants" in sections:  # the kernels' registers / spills / shared memory on this device
