@@ -53,6 +53,8 @@ def model_config(name: str, args: argparse.Namespace):
     if args.eta_max is not None:
         memory["eta_max"] = args.eta_max
         memory["eta_init"] = min(0.6, args.eta_max / 2)
+    if args.momentum_form is not None:
+        memory["momentum_form"] = args.momentum_form
     overrides = dict(ABLATIONS.get(name, {}))
     memory.update(overrides.pop("memory", {}))
     common = dict(vocab_size=256, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads,
@@ -466,6 +468,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    "initialisation (default: the library's)")
     p.add_argument("--value-norm", choices=["none", "rms"], default=None,
                    help="memory value normalisation (default: the library's, none)")
+    p.add_argument("--momentum-form", choices=["heavy_ball", "ema"], default=None,
+                   help="memory momentum: heavy_ball (the library's default, the paper's) or ema "
+                        "(θ scaled by 1 − η: bounded steady step)")
     p.add_argument("--eta-max", type=float, default=None,
                    help="memory momentum bound η ≤ eta_max (default: the library's, 1)")
     p.add_argument("--debug-nan", action="store_true",

@@ -68,6 +68,8 @@ def main() -> None:
                    "initialisation (default: the library's)")
     p.add_argument("--value-norm", choices=["none", "rms"], default=None,
                    help="memory value normalisation (default: the library's, none)")
+    p.add_argument("--momentum-form", choices=["heavy_ball", "ema"], default=None,
+                   help="memory momentum form (default: the library's, heavy_ball)")
     p.add_argument("--train-gap", type=int, default=0, help="training gaps are uniform in [0, this]")
     p.add_argument("--test-gaps", nargs="*", type=int, default=[], help="gaps tested after training")
     p.add_argument("--test-samples", type=int, default=256)
@@ -83,6 +85,8 @@ def main() -> None:
         memory["alpha_init"] = args.alpha_init
     if args.value_norm is not None:
         memory["value_norm"] = args.value_norm
+    if args.momentum_form is not None:
+        memory["momentum_form"] = args.momentum_form
     common = dict(vocab_size=256, d_model=args.d_model, n_layers=2, n_heads=2, attn_backend="sdpa",
                   memory=memory)
     if args.model == "transformer":

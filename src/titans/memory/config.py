@@ -8,6 +8,7 @@ from titans.ops.neural_memory.state import ACTIVATIONS
 
 OUTPUT_GATES = ("silu", "sigmoid", "none")
 VALUE_NORMS = ("none", "rms")
+MOMENTUM_FORMS = ("heavy_ball", "ema")
 
 
 def default_theta_max(depth: int, chunk_size: int, hidden_dim: int, theta_scale: float) -> float:
@@ -37,6 +38,10 @@ class NeuralMemoryConfig:
     eta_max: bound of the momentum η_t = eta_max · sigmoid(·) (default 1: the paper's (0, 1)).
     With η → 1, θ at its bound and no decay — what a run of one repeated token can drive the
     gates to — the inner step diverges (docs/design.md); 0.9 keeps it bounded.
+    momentum_form: ``"heavy_ball"`` (default, the paper's S_t = η_t S_{t−1} − θ_t ∇ℓ) or ``"ema"``
+    (θ_t → θ_t (1 − η_t): S is an exponential average of −θ∇ℓ, SGD's momentum with dampening η,
+    so the step on a steady gradient stays θ_t whatever η_t — the regime the θ bound was derived
+    for — where heavy-ball's grows to θ_t / (1 − η_t); docs/design.md).
     momentum / weight_decay: ablation switches (False fixes η = 0 / α = 0).
     conv_kernel: causal depthwise conv after q/k/v (0 disables). output_gate: activation of the
     linear output gate applied after the output RMSNorm.
@@ -62,6 +67,7 @@ class NeuralMemoryConfig:
     eta_max: float = 1.0
     alpha_init: float = 0.01
     momentum: bool = True
+    momentum_form: str = "heavy_ball"
     weight_decay: bool = True
     output_gate: str = "silu"
     value_norm: str = "none"
@@ -96,6 +102,8 @@ class NeuralMemoryConfig:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.output_gate not in OUTPUT_GATES:
             raise ValueError(f"output_gate must be one of {OUTPUT_GATES}, got {self.output_gate!r}")
+        if self.momentum_form not in MOMENTUM_FORMS:
+            raise ValueError(f"momentum_form must be one of {MOMENTUM_FORMS}, got {self.momentum_form!r}")
         if self.value_norm not in VALUE_NORMS:
             raise ValueError(f"value_norm must be one of {VALUE_NORMS}, got {self.value_norm!r}")
         if not self.theta_scale > 0:

@@ -201,6 +201,8 @@ class NeuralMemory(nn.Module):
         theta = c.theta_max * torch.sigmoid(th)
         eta = c.eta_max * torch.sigmoid(et) if c.momentum else torch.zeros_like(et)
         alpha = torch.sigmoid(al) if c.weight_decay else torch.zeros_like(al)
+        if c.momentum_form == "ema":  # S_t = η S_{t-1} − (1 − η) θ ∇ℓ: steady step θ, not θ / (1 − η)
+            theta = theta * (1.0 - eta)
         return theta, eta, alpha
 
     def _output(self, x: Tensor, y: Tensor) -> Tensor:
