@@ -38,7 +38,7 @@ class NeuralMemoryConfig:
     eta_max: bound of the momentum η_t = eta_max · sigmoid(·) (default 1: the paper's (0, 1)).
     With η → 1, θ at its bound and no decay — what a run of one repeated token can drive the
     gates to — the inner step diverges (docs/design.md); 0.9 bounds the repeated-token worst case
-    with normalised values but not every case (a MAC layer on the MQAR probe still grew ~10⁵×);
+    with normalised values but not every case (a MAC layer on the MQAR probe still grew 4·10⁵×);
     ``momentum_form="ema"`` removes the amplification.
     momentum_form: ``"heavy_ball"`` (default, the paper's S_t = η_t S_{t−1} − θ_t ∇ℓ) or ``"ema"``
     (θ_t → θ_t (1 − η_t): S is an exponential average of −θ∇ℓ, SGD's momentum with dampening η,
