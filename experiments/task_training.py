@@ -63,7 +63,7 @@ def model_config(name: str, args: argparse.Namespace):
         retrieval = "token" if name == "mac-token" else args.mac_retrieval
         return get_config("tiny-mac", segment_len=args.segment, n_persistent=16, n_retrieve=16,
                           mac_retrieval=retrieval,
-                          mac_write_norm=args.mac_write_norm == "on", **common)
+                          mac_write_norm=args.mac_write_norm == "on", mac_write=args.mac_write, **common)
     if name in ("mag", "mal"):  # sliding-window attention of the MAC segment's length
         return get_config(f"tiny-{name}", window=args.segment, n_persistent=16, **common)
     if name == "lmm" or name in ABLATIONS:
@@ -462,6 +462,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    "training batches (0: in the training process; the batches depend on it)")
     p.add_argument("--mac-retrieval", choices=["prefix", "token"], default="prefix",
                    help="MAC's memory read (ModelConfig.mac_retrieval)")
+    p.add_argument("--mac-write", choices=["attention", "input"], default="attention",
+                   help="what MAC writes into its memory: the attention output (the paper's) or its "
+                        "input tokens (ModelConfig.mac_write)")
     p.add_argument("--mac-write-norm", choices=["on", "off"], default="off",
                    help="MAC writes RMSNorm(y) into its memory (ModelConfig.mac_write_norm)")
     p.add_argument("--alpha-init", type=float, default=None, help="memory forget gate at "

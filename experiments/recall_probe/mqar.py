@@ -56,6 +56,9 @@ def main() -> None:
     p.add_argument("--segment", type=int, default=16, help="MAC segment (attention window)")
     p.add_argument("--mac-retrieval", choices=["prefix", "token"], default="prefix",
                    help="MAC's memory read (ModelConfig.mac_retrieval)")
+    p.add_argument("--mac-write", choices=["attention", "input"], default="attention",
+                   help="what MAC writes into its memory: the attention output (the paper's) or its "
+                        "input tokens (ModelConfig.mac_write)")
     p.add_argument("--mac-write-norm", choices=["on", "off"], default="off",
                    help="MAC writes RMSNorm(y) into its memory (ModelConfig.mac_write_norm)")
     p.add_argument("--steps", type=int, default=1500)
@@ -94,7 +97,7 @@ def main() -> None:
     elif args.model == "mac":
         cfg = get_config("tiny-mac", segment_len=args.segment, n_persistent=4, n_retrieve=4,
                          mac_retrieval=args.mac_retrieval, mac_write_norm=args.mac_write_norm == "on",
-                         **common)
+                         mac_write=args.mac_write, **common)
     else:
         cfg = get_config("tiny-lmm", n_persistent=0, **common)
     model = TitansLM(cfg)

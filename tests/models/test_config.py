@@ -96,3 +96,5 @@ def test_mac_memory_options_and_configs_saved_before_them():
     assert ModelConfig.from_dict({**old, "mac_retrieval": "token"}).mac_retrieval == "token"
     with pytest.raises(ValueError, match="mac_write_norm"):
         get_config("tiny-mac", vocab_size=64, mac_write_norm=1)
+    with pytest.raises(ValueError, match="mac_write must be one of"):
+        get_config("tiny-mac", vocab_size=64, mac_write="output")

@@ -18,11 +18,13 @@ TITANS = [v for v in VARIANTS if v != "transformer"]
 
 def make(variant: str, dtype=torch.float64, **kw) -> TitansLM:
     """``tiny-{variant}``; ``mac-token`` is MAC with per-token retrieval, ``mac-wnorm`` MAC
-    writing ``RMSNorm(y)`` into its memory."""
+    writing ``RMSNorm(y)`` into its memory, ``mac-input`` MAC writing its input tokens."""
     if variant == "mac-token":
         variant, kw = "mac", {"mac_retrieval": "token", **kw}
     if variant == "mac-wnorm":
         variant, kw = "mac", {"mac_write_norm": True, **kw}
+    if variant == "mac-input":
+        variant, kw = "mac", {"mac_write": "input", **kw}
     kw.setdefault("window", None if variant == "transformer" else 8)
     cfg = get_config(f"tiny-{variant}", vocab_size=V, **kw)
     return TitansLM(cfg).to(dtype)
@@ -38,7 +40,7 @@ def cache_numel(obj) -> int:
     return 0
 
 
-@pytest.mark.parametrize("variant", ALL + ["transformer-window", "mac-token", "mac-wnorm"])
+@pytest.mark.parametrize("variant", ALL + ["transformer-window", "mac-token", "mac-wnorm", "mac-input"])
 def test_incremental_equals_full(variant):
     """T = 45 crosses 2 MAC segments (16), 5 memory chunks (8) and the window (8) several times."""
     kw = {"window": 8} if variant == "transformer-window" else {}
@@ -55,7 +57,7 @@ def test_incremental_equals_full(variant):
         assert cache.pos == 45
 
 
-@pytest.mark.parametrize("variant", ALL + ["mac-token", "mac-wnorm"])
+@pytest.mark.parametrize("variant", ALL + ["mac-token", "mac-wnorm", "mac-input"])
 def test_causal(variant):
     """Changing token t never changes the logits of positions < t (and does change later ones)."""
     model = make(variant)
@@ -325,3 +327,20 @@ def test_training_forward_makes_one_memory_call_per_layer(variant, monkeypatch):
     assert n_train == per_layer * model.config.n_layers
     assert len(calls) == (per_layer + 1) * model.config.n_layers
     torch.testing.assert_close(train, cached, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("write", ["attention", "input"])
+def test_mac_write_source(write):
+    """``mac_write``: MAC's memory is fed the attention output y (the paper's) or the segment's
+    input tokens; the memory's input is checked directly, segment by segment."""
+    model = make("mac", mac_write=write)
+    mixer = model.blocks[0].mixer
+    seen, inputs, outputs = [], [], []
+    mixer.memory.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+    mixer.register_forward_pre_hook(lambda m, a: inputs.append(a[0]))
+    mixer.attn.register_forward_hook(lambda m, a, o: outputs.append(o[0]))
+    model(torch.randint(0, V, (2, 20)))  # segments of 16: two memory calls
+    expected = [inputs[0][:, :16], inputs[0][:, 16:]] if write == "input" else outputs
+    assert len(seen) == 2
+    for got, want in zip(seen, expected):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)

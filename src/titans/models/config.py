@@ -11,6 +11,7 @@ VARIANTS = ("mac", "mag", "mal", "lmm", "transformer")
 ATTN_BACKENDS = ("auto", "sdpa", "flex")
 GATE_ACTIVATIONS = ("sigmoid", "silu")
 MAC_RETRIEVALS = ("prefix", "token")
+MAC_WRITES = ("attention", "input")
 
 
 @dataclass
@@ -30,6 +31,9 @@ class ModelConfig:
         ``M*_{t-1}(q_i)`` read from the memory as it stood before the segment (the paper's
         ``h_t`` made causal), one retrieved token beside each token.
     n_retrieve: MAC ``prefix`` retrieval: memory tokens N_l per segment (≤ segment_len).
+    mac_write: what MAC writes into its memory (and reads back for the gate): ``attention``
+        (default, the paper's M_t = M_{t-1}(y_t)) or ``input`` (the segment's input tokens, as the
+        LMM and MAG do; a diagnostic of whether MAC's slow memory learning comes from writing y).
     mac_write_norm: MAC writes ``RMSNorm(y)`` into the memory instead of the raw attention
         output y (the paper's form, default). On the CPU recall probe it prevented a divergence
         of the per-token MAC but also stopped its learning; ``memory={"value_norm": "rms"}``
@@ -56,6 +60,7 @@ class ModelConfig:
     n_persistent: int = 16
     n_retrieve: int | None = None
     mac_retrieval: str = "prefix"
+    mac_write: str = "attention"
     mac_write_norm: bool = False
     memory: dict = field(default_factory=dict)
     gate_activation: str = "sigmoid"
@@ -99,6 +104,8 @@ class ModelConfig:
             raise ValueError(f"n_retrieve={self.n_retrieve} must be <= segment_len={self.segment_len}")
         if self.mac_retrieval not in MAC_RETRIEVALS:
             raise ValueError(f"mac_retrieval must be one of {MAC_RETRIEVALS}, got {self.mac_retrieval!r}")
+        if self.mac_write not in MAC_WRITES:
+            raise ValueError(f"mac_write must be one of {MAC_WRITES}, got {self.mac_write!r}")
         if not isinstance(self.mac_write_norm, bool):
             raise ValueError(f"mac_write_norm must be a bool, got {self.mac_write_norm!r}")
         if self.gate_activation not in GATE_ACTIVATIONS:

@@ -6,7 +6,8 @@ Per segment S of C tokens, with M the memory state from before the segment:
                                         the segment (learned queries for the first segment)
     y = Attn(P ‖ h ‖ S)[S]              P and h visible to every position, causal inside S
     m = M(y)                            write y into the memory token by token (RMS-normalised
-                                        first with ``mac_write_norm``), read back M_t*(y_t)
+                                        first with ``mac_write_norm``; S instead of y with
+                                        ``mac_write="input"``), read back M_t*(y_t)
     o = W_o (norm(y) ⊙ σ(norm(m)))
 
 The paper retrieves with queries from the current segment and shows the retrieved tokens to the
@@ -69,6 +70,7 @@ class MACMixer(nn.Module):
                                   c.attn_backend)
         self.gate = Gate(c.d_model, c.norm_eps, c.gate_activation)
         self.write_norm = RMSNormF32(c.d_model, eps=c.norm_eps) if c.mac_write_norm else None
+        self.write_input = c.mac_write == "input"
 
     def _context(self, u: Tensor, recent: Tensor | None, mem: NeuralMemoryCache | None) -> Tensor | None:
         """The prefix for a segment starting now: ``P ‖ h`` ``[B, N_p + N_l, d_model]`` for
@@ -104,7 +106,8 @@ class MACMixer(nn.Module):
                 h, query_conv = self.memory.read(piece, seg_state, query_conv)
                 paired = self.retrieved_norm(h).to(u.dtype)
             y, attn = self.attn(piece, prefix, attn, paired=paired)
-            m, mem = self.memory(y if self.write_norm is None else self.write_norm(y), mem,
+            src = piece if self.write_input else y  # mac_write: the paper writes y
+            m, mem = self.memory(src if self.write_norm is None else self.write_norm(src), mem,
                                  need_cache=need_cache or i + n < T)
             outs.append(self.gate(y, m))
             if not self.per_token:
