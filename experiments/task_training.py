@@ -38,7 +38,8 @@ PAD = TOK.eos_id
 
 
 def model_config(name: str, args: argparse.Namespace):
-    """The model ``name``: mac (``mac-token``: with per-token retrieval), mag, mal (window =
+    """The model ``name``: mac (``mac-token``: with per-token retrieval; ``mac-input``: writing its
+    input tokens), mag, mal (window =
     ``--segment``, 16 persistent tokens), lmm,
     transformer, swa, or an LMM ablation of
     ``titans.models.ABLATIONS`` (the S-NIAH LMM has no persistent tokens, so ``lmm-nopersistent``
@@ -59,11 +60,12 @@ def model_config(name: str, args: argparse.Namespace):
     memory.update(overrides.pop("memory", {}))
     common = dict(vocab_size=256, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads,
                   attn_backend="sdpa", memory=memory)
-    if name in ("mac", "mac-token"):  # mac-token: per-token retrieval whatever --mac-retrieval says
+    if name in ("mac", "mac-token", "mac-input"):  # per-token read / input write whatever the flags say
         retrieval = "token" if name == "mac-token" else args.mac_retrieval
+        write = "input" if name == "mac-input" else args.mac_write
         return get_config("tiny-mac", segment_len=args.segment, n_persistent=16, n_retrieve=16,
                           mac_retrieval=retrieval,
-                          mac_write_norm=args.mac_write_norm == "on", mac_write=args.mac_write, **common)
+                          mac_write_norm=args.mac_write_norm == "on", mac_write=write, **common)
     if name in ("mag", "mal"):  # sliding-window attention of the MAC segment's length
         return get_config(f"tiny-{name}", window=args.segment, n_persistent=16, **common)
     if name == "lmm" or name in ABLATIONS:
@@ -72,7 +74,7 @@ def model_config(name: str, args: argparse.Namespace):
         return get_config("tiny-transformer", **common)
     if name == "swa":
         return get_config("tiny-transformer", window=args.segment, **common)
-    raise ValueError(f"model must be mac, mac-token, mag, mal, lmm, transformer, swa or one of "
+    raise ValueError(f"model must be mac, mac-token, mac-input, mag, mal, lmm, transformer, swa or one of "
                      f"{sorted(ABLATIONS)}, got {name!r}")
 
 

@@ -189,3 +189,7 @@ def test_model_config_passes_the_mac_retrieval(run_niah, task_training):
     args = _train_args(run_niah, "--mac-retrieval", "token")
     assert task_training.model_config("mac", args).mac_retrieval == "token"
     assert task_training.model_config("mac-token", _train_args(run_niah)).mac_retrieval == "token"
+    assert task_training.model_config("mac", _train_args(run_niah)).mac_write == "attention"
+    assert task_training.model_config("mac-input", _train_args(run_niah)).mac_write == "input"
+    args = _train_args(run_niah, "--mac-write", "input")
+    assert task_training.model_config("mac", args).mac_write == "input"
