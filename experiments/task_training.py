@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from model_options import add_model_options, mac_options, memory_overrides  # experiments/ is on the path
 
 from titans.data.tokenizer import ByteTokenizer
 from titans.models import ABLATIONS, get_config
@@ -47,25 +48,22 @@ def model_config(name: str, args: argparse.Namespace):
     memory = {"chunk_size": args.chunk, "expansion": args.expansion}
     if args.theta_max is not None:
         memory["theta_max"] = args.theta_max
-    if args.alpha_init is not None:
-        memory["alpha_init"] = args.alpha_init
-    if args.value_norm is not None:
-        memory["value_norm"] = args.value_norm
+    memory.update(memory_overrides(args))
     if args.eta_max is not None:
         memory["eta_max"] = args.eta_max
         memory["eta_init"] = min(0.6, args.eta_max / 2)
-    if args.momentum_form is not None:
-        memory["momentum_form"] = args.momentum_form
     overrides = dict(ABLATIONS.get(name, {}))
     memory.update(overrides.pop("memory", {}))
     common = dict(vocab_size=256, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads,
                   attn_backend="sdpa", memory=memory)
     if name in ("mac", "mac-token", "mac-input"):  # per-token read / input write whatever the flags say
-        retrieval = "token" if name == "mac-token" else args.mac_retrieval
-        write = "input" if name == "mac-input" else args.mac_write
-        return get_config("tiny-mac", segment_len=args.segment, n_persistent=16, n_retrieve=16,
-                          mac_retrieval=retrieval,
-                          mac_write_norm=args.mac_write_norm == "on", mac_write=write, **common)
+        mac = mac_options(args)
+        if name == "mac-token":
+            mac["mac_retrieval"] = "token"
+        if name == "mac-input":
+            mac["mac_write"] = "input"
+        return get_config("tiny-mac", segment_len=args.segment, n_persistent=16, n_retrieve=16, **mac,
+                          **common)
     if name in ("mag", "mal"):  # sliding-window attention of the MAC segment's length
         return get_config(f"tiny-{name}", window=args.segment, n_persistent=16, **common)
     if name == "lmm" or name in ABLATIONS:
@@ -462,20 +460,7 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    "launch-bound; the first batch is checked against an eager step)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes building the "
                    "training batches (0: in the training process; the batches depend on it)")
-    p.add_argument("--mac-retrieval", choices=["prefix", "token"], default="prefix",
-                   help="MAC's memory read (ModelConfig.mac_retrieval)")
-    p.add_argument("--mac-write", choices=["attention", "input"], default="attention",
-                   help="what MAC writes into its memory: the attention output (the paper's) or its "
-                        "input tokens (ModelConfig.mac_write)")
-    p.add_argument("--mac-write-norm", choices=["on", "off"], default="off",
-                   help="MAC writes RMSNorm(y) into its memory (ModelConfig.mac_write_norm)")
-    p.add_argument("--alpha-init", type=float, default=None, help="memory forget gate at "
-                   "initialisation (default: the library's)")
-    p.add_argument("--value-norm", choices=["none", "rms"], default=None,
-                   help="memory value normalisation (default: the library's, none)")
-    p.add_argument("--momentum-form", choices=["heavy_ball", "ema"], default=None,
-                   help="memory momentum: heavy_ball (the library's default, the paper's) or ema "
-                        "(θ scaled by 1 − η: bounded steady step)")
+    add_model_options(p)
     p.add_argument("--eta-max", type=float, default=None,
                    help="memory momentum bound η ≤ eta_max (default: the library's, 1)")
     p.add_argument("--debug-nan", action="store_true",

@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from titans.models import TitansLM, get_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: the shared options
+from model_options import add_model_options, mac_options, memory_overrides  # noqa: E402
 
 
 def batch(B: int, P: int, gap: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,25 +59,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=["transformer", "lmm", "mac"], default="lmm")
     p.add_argument("--segment", type=int, default=16, help="MAC segment (attention window)")
-    p.add_argument("--mac-retrieval", choices=["prefix", "token"], default="prefix",
-                   help="MAC's memory read (ModelConfig.mac_retrieval)")
-    p.add_argument("--mac-write", choices=["attention", "input"], default="attention",
-                   help="what MAC writes into its memory: the attention output (the paper's) or its "
-                        "input tokens (ModelConfig.mac_write)")
-    p.add_argument("--mac-write-norm", choices=["on", "off"], default="off",
-                   help="MAC writes RMSNorm(y) into its memory (ModelConfig.mac_write_norm)")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--d-model", type=int, default=64)
     p.add_argument("--chunk", type=int, default=16)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--alpha-init", type=float, default=None, help="memory forget gate at "
-                   "initialisation (default: the library's)")
-    p.add_argument("--value-norm", choices=["none", "rms"], default=None,
-                   help="memory value normalisation (default: the library's, none)")
-    p.add_argument("--momentum-form", choices=["heavy_ball", "ema"], default=None,
-                   help="memory momentum form (default: the library's, heavy_ball)")
+    add_model_options(p)
     p.add_argument("--train-gap", type=int, default=0, help="training gaps are uniform in [0, this]")
     p.add_argument("--test-gaps", nargs="*", type=int, default=[], help="gaps tested after training")
     p.add_argument("--test-samples", type=int, default=256)
@@ -83,21 +76,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    memory = {"chunk_size": args.chunk}
-    if args.alpha_init is not None:
-        memory["alpha_init"] = args.alpha_init
-    if args.value_norm is not None:
-        memory["value_norm"] = args.value_norm
-    if args.momentum_form is not None:
-        memory["momentum_form"] = args.momentum_form
+    memory = {"chunk_size": args.chunk, **memory_overrides(args)}
     common = dict(vocab_size=256, d_model=args.d_model, n_layers=2, n_heads=2, attn_backend="sdpa",
                   memory=memory)
     if args.model == "transformer":
         cfg = get_config("tiny-transformer", **common)
     elif args.model == "mac":
         cfg = get_config("tiny-mac", segment_len=args.segment, n_persistent=4, n_retrieve=4,
-                         mac_retrieval=args.mac_retrieval, mac_write_norm=args.mac_write_norm == "on",
-                         mac_write=args.mac_write, **common)
+                         **mac_options(args), **common)
     else:
         cfg = get_config("tiny-lmm", n_persistent=0, **common)
     model = TitansLM(cfg)
