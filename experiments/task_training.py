@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from model_options import add_model_options, mac_options, memory_overrides  # experiments/ is on the path
 
 from titans.data.tokenizer import ByteTokenizer
-from titans.models import ABLATIONS, get_config
+from titans.models import ABLATIONS, TitansLM, get_config
 from titans.training.cuda_graph import GraphedTrainStep
 
 TOK = ByteTokenizer()
@@ -75,6 +75,24 @@ def model_config(name: str, args: argparse.Namespace):
     raise ValueError(f"model must be mac, mac-token, mac-input, mag, mal, lmm, transformer, swa or one of "
                      f"{sorted(ABLATIONS)}, got {name!r}")
 
+
+
+def build_model(name: str, args: argparse.Namespace, device: torch.device) -> TitansLM:
+    """The harness model ``name`` on ``device``: freshly initialised, or with ``--init``, the model
+    exported to ``INIT/name`` by an earlier ``--export`` (its config must equal the one the flags
+    describe, so a continued run cannot silently change the architecture)."""
+    cfg = model_config(name, args)
+    if getattr(args, "init", None) is None:
+        return TitansLM(cfg).to(device)
+    model = TitansLM.from_pretrained(Path(args.init) / name, map_location=device)
+    want, got = cfg.to_dict(), model.config.to_dict()
+    if want != got:
+        diff = {k: (got.get(k), want.get(k)) for k in sorted(set(want) | set(got))
+                if want.get(k) != got.get(k)}
+        raise ValueError(f"--init {args.init}/{name}: its config differs from the flags' "
+                         f"(field: (exported, flags)): {diff}")
+    print(f"  {name}: weights from {Path(args.init) / name}", flush=True)
+    return model
 
 def lm_tokens(path: str, max_bytes: int) -> np.ndarray:
     out, n = [], 0
@@ -451,6 +469,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--total-seconds", type=float, default=None, help="training seconds the "
                    "learning-rate schedule spans over all resumed calls (default: --max-seconds)")
     p.add_argument("--no-test", action="store_true", help="train (and checkpoint) only")
+    p.add_argument("--init", default=None, help="directory of models exported by --export: each "
+                   "model starts from INIT/MODEL's weights (fresh optimizer and schedule; with "
+                   "--steps 0, test only)")
     p.add_argument("--export", default=None, help="directory: each trained model is saved there "
                    "as MODEL/ (config JSON + safetensors, loadable with TitansLM.from_pretrained)")
     p.add_argument("--compile", action="store_true", help="train through torch.compile(model) "

@@ -28,11 +28,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from task_training import PAD, TOK, add_training_options, lm_tokens, model_config, train  # noqa: E402
+from task_training import PAD, TOK, add_training_options, build_model, lm_tokens, model_config, train  # noqa: E402
 
 from titans.evaluation.babilong import TASKS, BabilongGenerator  # noqa: E402
 from titans.evaluation.niah import teacher_forced_exact_match  # noqa: E402
-from titans.models import TitansLM  # noqa: E402
 
 
 def babilong_examples(gen: BabilongGenerator, args: argparse.Namespace):
@@ -126,8 +125,7 @@ def main() -> None:
             print(f"{name}: skipped (deadline)", flush=True)
             continue
         torch.manual_seed(args.seed)
-        cfg = model_config(name, args)
-        model = TitansLM(cfg).to(device)
+        model = build_model(name, args, device)
         print(f"{name}: {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
         ckpt = None if args.checkpoint is None else Path(args.checkpoint) / f"{name}.pt"
         tr = train(model, args, lm, babilong_examples(train_gen, args), device, ckpt)
@@ -138,7 +136,8 @@ def main() -> None:
         acc = {}
         for r in records:
             acc.setdefault(f"{r['task']}@{r['length']}", []).append(r["score"])
-        summary["models"][name] = {"config": cfg.to_dict(), "params": model.num_parameters(), **tr,
+        summary["models"][name] = {"config": model.config.to_dict(), "init": args.init,
+                                   "params": model.num_parameters(), **tr,
                                    "test_seconds": time.time() - t0,
                                    "accuracy": {k: 100 * float(np.mean(v)) for k, v in acc.items()},
                                    "records": records}

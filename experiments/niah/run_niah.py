@@ -33,6 +33,7 @@ from task_training import (  # noqa: E402
     PAD,
     TOK,
     add_training_options,
+    build_model,
     lm_tokens,
     model_config,
     train,
@@ -55,7 +56,6 @@ from titans.evaluation.niah import (  # noqa: E402
     fill_haystack,
     teacher_forced_exact_match,
 )
-from titans.models import TitansLM  # noqa: E402
 
 
 def niah_example(gen: NIAHGenerator, rng: random.Random, length: int, index: int, variants):
@@ -190,8 +190,7 @@ def main() -> None:
             print(f"{name}: skipped (deadline)", flush=True)
             continue
         torch.manual_seed(args.seed)
-        cfg = model_config(name, args)
-        model = TitansLM(cfg).to(device)
+        model = build_model(name, args, device)
         print(f"{name}: {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
         ckpt = None if args.checkpoint is None else Path(args.checkpoint) / f"{name}.pt"
         tr = train(model, args, lm, niah_examples(train_gen, args), device, ckpt)
@@ -202,7 +201,8 @@ def main() -> None:
         acc = {}
         for r in records:
             acc.setdefault(f"{r['variant']}@{r['length']}", []).append(r["score"])
-        summary["models"][name] = {"config": cfg.to_dict(), "params": model.num_parameters(), **tr,
+        summary["models"][name] = {"config": model.config.to_dict(), "init": args.init,
+                                   "params": model.num_parameters(), **tr,
                                    "test_seconds": time.time() - t0,
                                    "accuracy": {k: 100 * float(np.mean(v)) for k, v in acc.items()},
                                    "records": records}

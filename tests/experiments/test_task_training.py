@@ -193,3 +193,20 @@ def test_model_config_passes_the_mac_retrieval(run_niah, task_training):
     assert task_training.model_config("mac-input", _train_args(run_niah)).mac_write == "input"
     args = _train_args(run_niah, "--mac-write", "input")
     assert task_training.model_config("mac", args).mac_write == "input"
+
+
+def test_build_model_starts_from_an_exported_model_with_the_same_config(run_niah, task_training, tmp_path):
+    """``--init DIR``: the model exported to DIR/NAME, weights equal; a config that differs from
+    the flags' is refused, naming the field."""
+    cpu, tiny = torch.device("cpu"), ("--d-model", "32", "--n-layers", "1", "--n-heads", "2")
+    torch.manual_seed(0)
+    exported = task_training.build_model("mac", _train_args(run_niah, *tiny), cpu)
+    exported.save_pretrained(tmp_path / "mac")
+    fresh = task_training.build_model("mac", _train_args(run_niah, *tiny), cpu)
+    loaded = task_training.build_model("mac", _train_args(run_niah, *tiny, "--init", str(tmp_path)), cpu)
+    for (name, a), b, c in zip(exported.state_dict().items(), loaded.state_dict().values(),
+                               fresh.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert any(not torch.equal(a, c) for a, c in zip(exported.parameters(), fresh.parameters()))
+    with pytest.raises(ValueError, match="n_layers"):
+        task_training.build_model("mac", _train_args(run_niah, *tiny[:2], "--init", str(tmp_path)), cpu)
