@@ -6,6 +6,8 @@ Several results files (one per model, as ``experiments/retrieval_gpu.sh`` writes
 as one figure, next to the first file, with ``--out``:
 
     python3 experiments/niah/plot_niah.py A.json B.json --out heatmap.png
+
+``--labels`` names each file's row (for files that hold the same model, e.g. two checkpoints).
 """
 
 from __future__ import annotations
@@ -21,11 +23,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def main(paths: list[str], out: str | None = None) -> None:
+def main(paths: list[str], out: str | None = None, labels: list[str] | None = None) -> None:
+    if labels is not None and len(labels) != len(paths):
+        raise ValueError(f"--labels: one per file, got {len(labels)} for {len(paths)} files")
     models, variants = {}, None
-    for path in paths:
+    for i, path in enumerate(paths):
         result = json.loads(Path(path).read_text())
-        models.update({m: v for m, v in result["models"].items() if "records" in v})
+        tested = {m: v for m, v in result["models"].items() if "records" in v}
+        if labels is not None:
+            if len(tested) != 1:
+                raise ValueError(f"--labels needs one tested model per file; {path} has {len(tested)}")
+            tested = {labels[i]: next(iter(tested.values()))}
+        models.update(tested)
         variants = variants or result["args"]["variants"]
     fig, axes = plt.subplots(len(models), len(variants), figsize=(3.2 * len(variants), 2.4 * len(models)),
                              squeeze=False, layout="constrained")
@@ -57,5 +66,6 @@ if __name__ == "__main__":
                         help="niah_results.json files (one figure)")
     parser.add_argument("--out", default=None,
                         help="figure (default: niah_heatmap.png next to the first file)")
+    parser.add_argument("--labels", nargs="+", default=None, help="row name per file")
     cli = parser.parse_args()
-    main(cli.paths, cli.out)
+    main(cli.paths, cli.out, cli.labels)

@@ -31,3 +31,21 @@ def test_babilong_reader_takes_logs_and_results(plot_babilong, tmp_path):
     out = tmp_path / "fig.png"
     plot_babilong.main([str(log), str(res)], str(out))
     assert out.stat().st_size > 0
+
+
+def test_niah_heatmap_labels_rows_of_files_holding_the_same_model(tmp_path):
+    spec = importlib.util.spec_from_file_location("plot_niah", ROOT / "experiments/niah/plot_niah.py")
+    plot_niah = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot_niah)
+    records = [{"variant": "passkey", "length": n, "depth": d, "index": 0, "score": 1}
+               for n in (1024, 2048) for d in (0.0, 1.0)]
+    paths = []
+    for i in range(2):
+        p = tmp_path / f"r{i}.json"
+        p.write_text(json.dumps({"args": {"variants": ["passkey"]}, "models": {"mac": {"records": records}}}))
+        paths.append(str(p))
+    out = tmp_path / "fig.png"
+    plot_niah.main(paths, str(out), labels=["early", "late"])
+    assert out.stat().st_size > 0
+    with pytest.raises(ValueError, match="one per file"):
+        plot_niah.main(paths, str(out), labels=["early"])
