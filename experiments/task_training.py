@@ -76,13 +76,12 @@ def model_config(name: str, args: argparse.Namespace):
                      f"{sorted(ABLATIONS)}, got {name!r}")
 
 
-
 def build_model(name: str, args: argparse.Namespace, device: torch.device) -> TitansLM:
     """The harness model ``name`` on ``device``: freshly initialised, or with ``--init``, the model
     exported to ``INIT/name`` by an earlier ``--export`` (its config must equal the one the flags
     describe, so a continued run cannot silently change the architecture)."""
     cfg = model_config(name, args)
-    if getattr(args, "init", None) is None:
+    if args.init is None:
         return TitansLM(cfg).to(device)
     model = TitansLM.from_pretrained(Path(args.init) / name, map_location=device)
     want, got = cfg.to_dict(), model.config.to_dict()
@@ -93,6 +92,7 @@ def build_model(name: str, args: argparse.Namespace, device: torch.device) -> Ti
                          f"(field: (exported, flags)): {diff}")
     print(f"  {name}: weights from {Path(args.init) / name}", flush=True)
     return model
+
 
 def lm_tokens(path: str, max_bytes: int) -> np.ndarray:
     out, n = [], 0

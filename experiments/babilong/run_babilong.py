@@ -28,7 +28,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from task_training import PAD, TOK, add_training_options, build_model, lm_tokens, model_config, train  # noqa: E402
+from task_training import (  # noqa: E402
+    PAD,
+    TOK,
+    add_training_options,
+    build_model,
+    lm_tokens,
+    model_config,
+    train,
+)
 
 from titans.evaluation.babilong import TASKS, BabilongGenerator  # noqa: E402
 from titans.evaluation.niah import teacher_forced_exact_match  # noqa: E402
