@@ -195,8 +195,10 @@ def build(name: str, d_model: int, heads: int, chunk: int, depth: int = 2):
     if name.startswith("ours"):
         from titans.memory import NeuralMemory, NeuralMemoryConfig
 
+        # ours-triton-rcN: the op recomputes segments of N tokens in the backward pass
+        segment = int(name.split("-rc")[1]) if "-rc" in name else None
         return NeuralMemory(NeuralMemoryConfig(d_model=d_model, num_heads=heads, depth=depth,
-                                               expansion=4.0, chunk_size=chunk))
+                                               expansion=4.0, chunk_size=chunk, recompute_segment=segment))
     if name == "sdpa":
         from bench_memory import SDPAttention
 
@@ -246,7 +248,9 @@ def guarded(fn, *a, **kw) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default="ours-triton,ours-torch,titans-pytorch,titans-pytorch-bs64,gdn,sdpa")
+    p.add_argument("--models", default="ours-triton,ours-triton-rc256,ours-torch,titans-pytorch,"
+                   "titans-pytorch-bs64,gdn,sdpa", help="layers to time; ours-triton-rcN recomputes "
+                   "the memory op in segments of N tokens (recompute_segment) to save memory")
     p.add_argument("--shapes", default=",".join(f"{b}x{t}" for b, t in SHAPES))
     p.add_argument("--depths", default="1,2,3,4")
     p.add_argument("--sections", default="ceilings,op,layers,depth",

@@ -127,10 +127,29 @@ def test_learns_to_recall_in_context():
     ({"activation": "tanh"}, "activation"), ({"output_gate": "relu"}, "output_gate"),
     ({"eta_init": 1.0}, "eta_init"), ({"theta_max": -1.0}, "theta_max"), ({"conv_kernel": -1}, "conv_kernel"),
     ({"value_norm": "l2"}, "value_norm"), ({"eta_max": 1.5}, "eta_max"), ({"eta_max": 0.5}, "eta_init"),
+    ({"recompute_segment": 0}, "recompute_segment"), ({"recompute_segment": 100}, "recompute_segment"),
 ])
 def test_config_errors(kw, match):
     with pytest.raises(ValueError, match=match):
         NeuralMemoryConfig(**{"d_model": 32, "num_heads": 2, **kw})
+
+
+def test_recomputed_segments_leave_the_layer_unchanged():
+    """``recompute_segment``: the layer's output and every parameter gradient equal the plain
+    layer's (float64), for a length that is no multiple of the segment or the chunk."""
+    torch.manual_seed(0)
+    plain = make()
+    recomputed = make(recompute_segment=16)
+    recomputed.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 45, 32, dtype=torch.float64)
+    outs = []
+    for m in (plain, recomputed):
+        y, _ = m(x, need_cache=False)
+        y.pow(2).sum().backward()
+        outs.append(y)
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-12, atol=1e-12)
+    for (name, a), b in zip(plain.named_parameters(), recomputed.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-10, atol=1e-12, msg=name)
 
 
 def test_bad_input_shape():

@@ -148,6 +148,55 @@ def test_two_halves_equal_whole(depth):
         assert_close(a, b)
 
 
+@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize("B,T,H,chunk,segment", [
+    (1, 100, 1, 16, 32), (2, 70, 3, 16, 32), (1, 200, 2, 16, 48)])
+def test_recomputed_segments_equal_whole(monkeypatch, depth, B, T, H, chunk, segment):
+    """``recompute_segment``: output, final state and every input gradient equal the plain call's
+    (float64, 1e-12), and each segment's forward runs again in the backward pass."""
+    from titans.ops.neural_memory import api
+
+    calls = []
+
+    def counting(*a, **kw):
+        calls.append(a[0].shape[1])
+        return chunked(*a, **kw)
+
+    chunked = api.chunked_neural_memory
+    monkeypatch.setattr(api, "chunked_neural_memory", counting)
+    torch.manual_seed(0)
+    args, state, tensors = make_inputs(B, T, H, 6, depth, requires_grad=True)
+    with torch.no_grad():
+        args[3].mul_(0.2)  # θ ≤ 0.1: the random gates keep the deep memory finite
+    outs, grads = {}, {}
+    for seg in (None, segment):
+        calls.clear()
+        y, st = neural_memory(*args, state, chunk_size=chunk, recompute_segment=seg)
+        outs[seg] = (y, *st.weights, *st.momentum)
+        gen = torch.Generator().manual_seed(0)
+        probes = [torch.randn(o.shape, generator=gen, dtype=F64) for o in outs[seg]]
+        grads[seg] = torch.autograd.grad(sum((p * o).sum() for p, o in zip(probes, outs[seg])), tensors)
+        lengths = [min(seg or T, T - i * (seg or T)) for i in range(-(-T // (seg or T)))]
+        # the backward pass recomputes the segments last to first
+        assert calls == (lengths + lengths[::-1] if seg else lengths)
+    for i, (a, b) in enumerate(zip(outs[segment], outs[None])):
+        assert torch.isfinite(b).all()
+        assert_close(a, b, rtol=1e-12, name=f"output {i}")
+    for i, (a, b) in enumerate(zip(grads[segment], grads[None])):
+        assert_close(a, b, rtol=1e-12, name=f"grad {i}")
+
+
+def test_recompute_segment_is_not_used_without_gradients(monkeypatch):
+    from titans.ops.neural_memory import api
+
+    calls = []
+    chunked = api.chunked_neural_memory
+    monkeypatch.setattr(api, "chunked_neural_memory", lambda *a, **kw: calls.append(1) or chunked(*a, **kw))
+    args, state, _ = make_inputs(1, 64, 1, 4, 2)
+    neural_memory(*args, state, chunk_size=16, recompute_segment=16)
+    assert calls == [1]
+
+
 def test_long_sequence_matches_reference():
     args, state, _ = make_inputs(1, 1000, 1, 4, 2, hidden=8)
     y, st = neural_memory(*args, state, chunk_size=64)
@@ -183,6 +232,11 @@ class TestValidation:
     def test_bad_chunk_size(self, chunk_size):
         with pytest.raises(ValueError, match="chunk_size"):
             self.call(chunk_size=chunk_size)
+
+    @pytest.mark.parametrize("segment", [0, -16, 24, 2.5, True])
+    def test_bad_recompute_segment(self, segment):
+        with pytest.raises(ValueError, match="recompute_segment"):
+            self.call(chunk_size=16, recompute_segment=segment)
 
     def test_bad_activation(self):
         with pytest.raises(ValueError, match="activation"):

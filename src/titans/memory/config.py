@@ -51,6 +51,10 @@ class NeuralMemoryConfig:
     the memory fits it; ``"none"`` (default) keeps the paper's raw values. Large values make the
     deep memory's inner step diverge on runs of repeated tokens (docs/design.md, "Inner learning
     rate bound"); the memory output is RMS-normalised anyway, so only the write strength changes.
+    recompute_segment: ``None`` (default) or a multiple of ``chunk_size``: training-time memory
+    saving — the op runs in segments of this many tokens under activation checkpointing and
+    recomputes each segment's forward in the backward pass (same outputs and gradients; one
+    more forward of the op; docs/design.md, "Recomputed segments").
     """
 
     d_model: int
@@ -75,6 +79,7 @@ class NeuralMemoryConfig:
     value_norm: str = "none"
     learn_init: bool = True
     norm_eps: float = 1e-6
+    recompute_segment: int | None = None
 
     def __post_init__(self) -> None:
         def positive_int(name: str, value: object, allow_zero: bool = False) -> None:
@@ -106,6 +111,11 @@ class NeuralMemoryConfig:
             raise ValueError(f"output_gate must be one of {OUTPUT_GATES}, got {self.output_gate!r}")
         if self.momentum_form not in MOMENTUM_FORMS:
             raise ValueError(f"momentum_form must be one of {MOMENTUM_FORMS}, got {self.momentum_form!r}")
+        if self.recompute_segment is not None:
+            positive_int("recompute_segment", self.recompute_segment)
+            if self.recompute_segment % self.chunk_size:
+                raise ValueError(f"recompute_segment must be a multiple of chunk_size={self.chunk_size}, "
+                                 f"got {self.recompute_segment}")
         if self.value_norm not in VALUE_NORMS:
             raise ValueError(f"value_norm must be one of {VALUE_NORMS}, got {self.value_norm!r}")
         if not self.theta_scale > 0:

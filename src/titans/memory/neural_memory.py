@@ -248,12 +248,14 @@ class NeuralMemory(nn.Module):
             pieces.append(y)
         if T - n_head - n_tail:
             part = [t[:, n_head:T - n_tail] for t in seq]
-            y, state = neural_memory(*part, state, chunk_size=b, activation=self.config.activation)
+            y, state = neural_memory(*part, state, chunk_size=b, activation=self.config.activation,
+                                     recompute_segment=self.config.recompute_segment)
             pieces.append(y)
         if n_tail:
             anchor = state.weights
             part = [t[:, T - n_tail:] for t in seq]
-            y, state = neural_memory(*part, state, chunk_size=b, activation=self.config.activation)
+            y, state = neural_memory(*part, state, chunk_size=b, activation=self.config.activation,
+                                     recompute_segment=self.config.recompute_segment)
             offset = n_tail
             pieces.append(y)
         y = torch.cat(pieces, dim=1) if pieces else q.new_zeros(q.shape)

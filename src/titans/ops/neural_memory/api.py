@@ -6,6 +6,7 @@ import os
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from . import triton as triton_backend
 from .chunked import chunked_neural_memory
@@ -65,6 +66,7 @@ def neural_memory(
     activation: str = "gelu",
     check_gates: bool = False,
     backend: str = "auto",
+    recompute_segment: int | None = None,
 ) -> tuple[Tensor, MemoryState]:
     """Neural long-term memory (Titans, eq. 12–16), chunk-parallel and differentiable.
 
@@ -84,15 +86,26 @@ def neural_memory(
             must compile and load on the device (checked once per configuration before its
             first launch; if not, a one-time warning and the PyTorch path), so ``auto`` does not
             select a configuration whose kernels exceed the device's resources.
+        recompute_segment: ``None`` (default) keeps every chunk's intermediates (state
+            snapshots, per-chunk partials) for the backward pass. A positive multiple of
+            ``chunk_size`` splits a call that needs gradients into segments of that many tokens,
+            runs each under activation checkpointing with the state carried between them, and
+            recomputes each segment's forward in the backward pass: the op's stored
+            intermediates shrink to one segment's plus one state per segment boundary, at the cost
+            of a second forward. Same result (chunks still count from the call's start).
 
     Returns:
         ``y [B, T, H, D]`` with ``y_t = M(q_t; W_t)`` after token t's update, and the new
         :class:`MemoryState` (always with batch dimension).
     """
     validate_inputs(q, k, v, theta, eta, alpha, state, chunk_size, activation, check_gates)
+    check_recompute_segment(recompute_segment, chunk_size)
     weights, momentum = broadcast_state(state, q.shape[0])
     backward = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (q, k, v, theta, eta, alpha, *weights, *momentum))
+    if backward and recompute_segment is not None and q.shape[1] > recompute_segment:
+        return _recomputed_segments(q, k, v, theta, eta, alpha, weights, momentum, chunk_size,
+                                    activation, backend, recompute_segment)
     if select_backend(backend, q, weights, chunk_size, activation, backward) == "triton":
         y, new_w, new_s = triton_backend.triton_chunked_memory(
             q, k, v, theta, eta, alpha, weights, momentum, chunk_size, activation)
@@ -102,3 +115,34 @@ def neural_memory(
     y, weights, momentum, _ = chunked_neural_memory(
         q, k, v, theta, eta, alpha, weights, momentum, chunk_size, activation)
     return y, MemoryState(tuple(weights), tuple(momentum))
+
+
+def check_recompute_segment(recompute_segment: int | None, chunk_size: int) -> None:
+    """``recompute_segment`` must be ``None`` or a positive multiple of ``chunk_size``."""
+    if recompute_segment is None:
+        return
+    ok = isinstance(recompute_segment, int) and not isinstance(recompute_segment, bool)
+    if not (ok and recompute_segment > 0 and recompute_segment % chunk_size == 0):
+        raise ValueError(f"recompute_segment must be None or a positive multiple of chunk_size="
+                         f"{chunk_size}, got {recompute_segment!r}")
+
+
+def _recomputed_segments(q: Tensor, k: Tensor, v: Tensor, theta: Tensor, eta: Tensor, alpha: Tensor,
+                         weights: list[Tensor], momentum: list[Tensor], chunk_size: int, activation: str,
+                         backend: str, segment: int) -> tuple[Tensor, MemoryState]:
+    """:func:`neural_memory` over segments of ``segment`` tokens, each under non-reentrant
+    activation checkpointing: the forward keeps only each segment's inputs (views of the call's)
+    and the state entering it; the backward re-runs one segment's forward at a time."""
+    depth = len(weights)
+
+    def run(q, k, v, theta, eta, alpha, *state):
+        y, new = neural_memory(q, k, v, theta, eta, alpha, MemoryState(state[:depth], state[depth:]),
+                               chunk_size, activation, backend=backend)
+        return (y, *new.weights, *new.momentum)
+
+    state = (*weights, *momentum)
+    ys = []
+    for part in zip(*(x.split(segment, dim=1) for x in (q, k, v, theta, eta, alpha))):
+        y, *state = checkpoint(run, *part, *state, use_reentrant=False)
+        ys.append(y)
+    return torch.cat(ys, dim=1), MemoryState(tuple(state[:depth]), tuple(state[depth:]))

@@ -55,6 +55,9 @@ def precision(dtype: torch.dtype) -> str:
 
 HIDDEN_TILES = (64, 32, 16)
 HIDDEN_TILE_ENV = "TITANS_TRITON_HIDDEN_TILE"
+# 32- and 16-column tiles crash on Hopper at chunk >= 64 (illegal memory access, H200, Triton
+# 3.6; their offsets are in bounds: docs/kernel-notes.md, V8). A debugging run may set this.
+ALLOW_NARROW_TILES_ON_GPU = False
 
 
 def hidden_tile(hidden: int) -> int:
@@ -65,7 +68,9 @@ def hidden_tile(hidden: int) -> int:
     by default the GPU runs 64-column tiles: a 32-column tile of kernel v2 hit an illegal memory
     access on an H100 (docs/kernel-notes.md, V3). The override exists to measure 32-column tiles
     of the current kernels, whose spills they halve or remove (ptxas report, V8 in the notes);
-    the interpreter runs all three."""
+    the interpreter runs all three and ``bench_kernel.py --resources`` compiles them, but a CUDA
+    launch refuses them (:data:`ALLOW_NARROW_TILES_ON_GPU`): on an H200 they hit an illegal
+    memory access at chunk ≥ 64 (V8)."""
     forced = os.environ.get(HIDDEN_TILE_ENV, "")
     if forced:
         if forced not in {str(t) for t in HIDDEN_TILES} or hidden % int(forced):
@@ -277,6 +282,11 @@ def triton_chunked_memory(q: Tensor, k: Tensor, v: Tensor, theta: Tensor, eta: T
     """Same contract as ``chunked_neural_memory`` (offset 0): ``[B, T, H, D]`` inputs and
     ``[B, H, d_l, d_{l+1}]`` fp32 state → ``y [B, T, H, D]`` (q's dtype), final weights, momentum."""
     B, T, H, D = q.shape
+    if q.is_cuda and len(weights) == 2 and not ALLOW_NARROW_TILES_ON_GPU:
+        tile = hidden_tile(weights[0].shape[-1])
+        if tile < 64:
+            raise ValueError(f"{HIDDEN_TILE_ENV}={tile}: hidden tiles narrower than 64 columns crash "
+                             "on the GPU (illegal memory access, docs/kernel-notes.md V8); unset it")
     if T == 0:  # nothing to read or write: the state passes through unchanged
         return q.new_zeros(B, 0, H, D), [w.float() for w in weights], [s.float() for s in momentum]
     N = chunk_size
