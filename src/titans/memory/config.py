@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from titans.ops.neural_memory.state import ACTIVATIONS
+from titans.ops.neural_memory.state import ACTIVATIONS, check_recompute_segment
 
 OUTPUT_GATES = ("silu", "sigmoid", "none")
 VALUE_NORMS = ("none", "rms")
@@ -54,7 +54,7 @@ class NeuralMemoryConfig:
     recompute_segment: ``None`` (default) or a multiple of ``chunk_size``: training-time memory
     saving — the op runs in segments of this many tokens under activation checkpointing and
     recomputes each segment's forward in the backward pass (same outputs and gradients; one
-    more forward of the op; docs/design.md, "Recomputed segments").
+    more forward of the op; docs/kernel-notes.md, V9).
     """
 
     d_model: int
@@ -111,11 +111,7 @@ class NeuralMemoryConfig:
             raise ValueError(f"output_gate must be one of {OUTPUT_GATES}, got {self.output_gate!r}")
         if self.momentum_form not in MOMENTUM_FORMS:
             raise ValueError(f"momentum_form must be one of {MOMENTUM_FORMS}, got {self.momentum_form!r}")
-        if self.recompute_segment is not None:
-            positive_int("recompute_segment", self.recompute_segment)
-            if self.recompute_segment % self.chunk_size:
-                raise ValueError(f"recompute_segment must be a multiple of chunk_size={self.chunk_size}, "
-                                 f"got {self.recompute_segment}")
+        check_recompute_segment(self.recompute_segment, self.chunk_size)
         if self.value_norm not in VALUE_NORMS:
             raise ValueError(f"value_norm must be one of {VALUE_NORMS}, got {self.value_norm!r}")
         if not self.theta_scale > 0:

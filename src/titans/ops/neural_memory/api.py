@@ -10,7 +10,7 @@ from torch.utils.checkpoint import checkpoint
 
 from . import triton as triton_backend
 from .chunked import chunked_neural_memory
-from .state import MemoryState, broadcast_state, validate_inputs
+from .state import MemoryState, broadcast_state, check_recompute_segment, validate_inputs
 
 BACKENDS = ("auto", "torch", "triton")
 BACKEND_ENV = "TITANS_NEURAL_MEMORY_BACKEND"  # process-wide override of backend="auto"
@@ -115,16 +115,6 @@ def neural_memory(
     y, weights, momentum, _ = chunked_neural_memory(
         q, k, v, theta, eta, alpha, weights, momentum, chunk_size, activation)
     return y, MemoryState(tuple(weights), tuple(momentum))
-
-
-def check_recompute_segment(recompute_segment: int | None, chunk_size: int) -> None:
-    """``recompute_segment`` must be ``None`` or a positive multiple of ``chunk_size``."""
-    if recompute_segment is None:
-        return
-    ok = isinstance(recompute_segment, int) and not isinstance(recompute_segment, bool)
-    if not (ok and recompute_segment > 0 and recompute_segment % chunk_size == 0):
-        raise ValueError(f"recompute_segment must be None or a positive multiple of chunk_size="
-                         f"{chunk_size}, got {recompute_segment!r}")
 
 
 def _recomputed_segments(q: Tensor, k: Tensor, v: Tensor, theta: Tensor, eta: Tensor, alpha: Tensor,

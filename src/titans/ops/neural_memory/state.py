@@ -35,6 +35,16 @@ def check_chunk_size(chunk_size: int) -> None:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
 
 
+def check_recompute_segment(recompute_segment: int | None, chunk_size: int) -> None:
+    """``recompute_segment`` must be ``None`` or a positive multiple of ``chunk_size``."""
+    if recompute_segment is None:
+        return
+    ok = isinstance(recompute_segment, int) and not isinstance(recompute_segment, bool)
+    if not (ok and recompute_segment > 0 and recompute_segment % chunk_size == 0):
+        raise ValueError(f"recompute_segment must be None or a positive multiple of chunk_size="
+                         f"{chunk_size}, got {recompute_segment!r}")
+
+
 def check_activation(activation: str) -> None:
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
