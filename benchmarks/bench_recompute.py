@@ -5,7 +5,9 @@ On CUDA the peak is ``torch.cuda.max_memory_allocated`` above what the inputs an
 On the CPU it is the peak of live tensor bytes during the step, from the profiler's allocation
 records (each op's own allocations minus frees, summed in time order); the time is taken from
 a second step without the profiler. (The process's resident set is no measure of this: freed
-blocks stay mapped.)
+blocks stay mapped.) With ``TRITON_INTERPRET=1 TITANS_NEURAL_MEMORY_BACKEND=triton`` (triton
+installed) the CPU runs the fused kernels' host side — every buffer they allocate — with the
+kernels interpreted (slow: ~40 s a step at 2K tokens).
 
     PYTHONPATH=src python3 benchmarks/bench_recompute.py --device cpu --shapes 1x2048,1x8192,1x16384 \\
         --d-model 256 --heads 4 --segments 0,256,1024 --out benchmarks/results/recompute_cpu.json
@@ -104,8 +106,9 @@ def main() -> None:
                   f"peak in the step, {r['seconds'] * 1e3:8.1f} ms, {r['tokens_per_s'] / 1e3:7.1f}K tokens/s",
                   flush=True)
     if args.out:
-        write_json(args.out, {"env": environment(), "config": {k: v for k, v in vars(args).items()
-                                                                if k != "segment"}, "rows": rows})
+        env = environment() | {k: v for k, v in os.environ.items() if k.startswith(("TITANS_", "TRITON_"))}
+        write_json(args.out, {"env": env, "config": {k: v for k, v in vars(args).items() if k != "segment"},
+                              "rows": rows})
 
 
 if __name__ == "__main__":
