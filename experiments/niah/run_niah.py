@@ -96,12 +96,15 @@ def multi_needle_example(gen: NIAHGenerator, rng: random.Random, length: int, ne
 
 def niah_examples(gen: NIAHGenerator, args: argparse.Namespace) -> Callable:
     """``make(rng, index) -> (ids, answer start or spans)``: S-NIAH training samples of random
-    variant, depth and length in [min-train-len, train-len] (multi-key ones with ``--needles``)."""
+    variant (from ``--train-variants``, default ``--variants``; a repeated name is drawn more
+    often), depth and length in [min-train-len, train-len] (multi-key ones with ``--needles``)."""
+    variants = args.train_variants or args.variants
+
     def make(rng: random.Random, index: int):
         length = rng.randint(min(args.train_len, args.min_train_len), args.train_len)
         if args.needles > 1:
-            return multi_needle_example(gen, rng, length, args.needles, args.variants)
-        return niah_example(gen, rng, length, index, args.variants)
+            return multi_needle_example(gen, rng, length, args.needles, variants)
+        return niah_example(gen, rng, length, index, variants)
     return make
 
 
@@ -131,7 +134,11 @@ def test(model, args, gen: NIAHGenerator, device, deadline: float = math.inf) ->
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["transformer", "swa", "mac", "lmm"])
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                   help="S-NIAH variants tested (and trained, unless --train-variants)")
+    p.add_argument("--train-variants", nargs="+", choices=list(VARIANTS), default=None,
+                   help="variants of the training needles, drawn uniformly from this list (repeat a "
+                        "name to weight it, e.g. passkey number uuid uuid); default --variants")
     p.add_argument("--d-model", type=int, default=256)
     p.add_argument("--n-layers", type=int, default=2)
     p.add_argument("--n-heads", type=int, default=4)

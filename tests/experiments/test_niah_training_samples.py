@@ -46,3 +46,25 @@ def test_single_needle_answer_follows_the_prompt(run_niah, haystack):
     value = bytes(ids[a:]).decode()[1:-1]
     prompt = bytes(ids[:a]).decode()
     assert value.isdigit() and prompt.count(value) == 1 and prompt.endswith("is:")
+
+
+def test_train_variants_choose_the_training_needles_only(run_niah, haystack):
+    """``--train-variants uuid``: every training answer is a UUID while ``--variants`` (the test)
+    keeps all three; without it the training needles follow ``--variants``."""
+    gen = NIAHGenerator(run_niah.TOK.encode, seed=3, haystack_path=haystack)
+    base = ["--haystack", str(haystack), "--train-len", "600", "--min-train-len", "400"]
+    args = run_niah.build_parser().parse_args([*base, "--train-variants", "uuid"])
+    make = run_niah.niah_examples(gen, args)
+    answers = []
+    for i in range(8):
+        ids, start = make(random.Random(i), i)
+        answers.append(bytes(ids[start:]).decode()[1:-1])
+    assert args.variants == list(run_niah.VARIANTS)
+    assert all(len(a) == 36 and a.count("-") == 4 for a in answers), answers
+    args = run_niah.build_parser().parse_args([*base, "--variants", "number"])
+    make = run_niah.niah_examples(gen, args)
+    for i in range(4):
+        ids, start = make(random.Random(i), i)
+        assert bytes(ids[start:]).decode()[1:-1].isdigit()
+    with pytest.raises(SystemExit):
+        run_niah.build_parser().parse_args([*base, "--train-variants", "essay"])
