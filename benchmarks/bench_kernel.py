@@ -274,7 +274,8 @@ def main() -> None:
                         "registers / spills / stack and Triton's shared memory per config")
     p.add_argument("--hidden-tiles", default="64",
                    help="section 'kernels' (L_M = 2) and --resources: hidden-tile widths BH to run or "
-                        "compile, e.g. 64,32 (TITANS_TRITON_HIDDEN_TILE)")
+                        "compile, e.g. 64,32 (TITANS_TRITON_HIDDEN_TILE; a GPU launch refuses 32/16, "
+                        "which crashed on an H200: only --resources compiles them)")
     p.add_argument("--plot", default=None, help="only draw the figure of an existing results JSON")
     p.add_argument("--depth-from", default=None,
                    help="with --plot: take depth rows missing from the plotted JSON from this one")

@@ -39,8 +39,8 @@ HEAD_DIMS = (16, 32, 64, 128)
 # (depth, head dim, chunk) whose kernels need more than the 227 KiB of shared memory of an H100
 # SM with bf16 operands (ahead-of-time compile for sm_90a, docs/kernel-notes.md "Support matrix").
 TOO_LARGE = {(2, 128, 128)}
-GPU_HIDDEN_TILE = 64  # 32-column tiles of v2 hit an illegal memory access on H100 (docs, V3);
-# TITANS_TRITON_HIDDEN_TILE=32 forces them (function.hidden_tile) for measurement
+GPU_HIDDEN_TILE = 64  # 32/16-column tiles hit an illegal memory access on H100 (v2, V3) and H200
+# (v6, V8); TITANS_TRITON_HIDDEN_TILE forces them in the interpreter and for --resources only
 
 _RESOURCE_CACHE: dict[tuple, str | None] = {}  # configuration key -> None (fits) or the reason
 
