@@ -1,14 +1,18 @@
 """Host-side ATen ops of one call of the fused memory op, with its Triton kernels stubbed out.
 
-``recompute_segment`` (kernel-notes V9) costs a fixed 3.4–6.8 ms per segment on the H200 whatever
-the segment's length: each segment is three calls of the op (forward, recomputed forward,
-backward), and each call's PyTorch glue around the kernels (gate matrices, layout copies, state
-snapshots, casts) is dispatched from the host. This counts that glue on the CPU: every ATen op
+``recompute_segment`` (kernel-notes V9) cost a fixed 3.4–6.8 ms per segment on the H200 whatever
+the segment's length (session 9, when each segment was three full calls of the op: forward,
+recomputed forward, backward). Each call's PyTorch glue around the kernels (gate matrices,
+layout copies, state snapshots, casts) is dispatched from the host; the gates are now formed
+once per call. This counts that glue on the CPU: every ATen op
 dispatched by ``triton_chunked_memory`` forward and by its backward, with the kernel launches
 replaced by no-ops (so no GPU is needed, only the ``triton`` package to import the kernels), and
-how many of them launch a kernel on a GPU (everything but views and allocations).
+how many of them launch a kernel on a GPU (everything but views and allocations); and the ATen
+ops of a whole ``neural_memory`` forward + backward with and without ``recompute_segment``
+(``--segments``), run through the Triton path on the CPU (the interpreter's switch lets the
+backend be chosen; no kernel runs).
 
-    PYTHONPATH=src python3 benchmarks/count_op_glue.py --shapes 1x256,8x2048 --out glue.json
+    PYTHONPATH=src python3 benchmarks/count_op_glue.py --shapes 1x256,8x2048 --segments 0,256,512
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ class _NoLaunch:
         return lambda *args, **kwargs: None
 
 
-def count(B: int, T: int, H: int, D: int, hidden: int, chunk: int) -> dict:
+def _stub_kernels():
+    """Replaces the kernels of ``function._config`` by no-ops; returns (module, original)."""
     function = importlib.import_module("titans.ops.neural_memory.triton.function")
     original = function._config
 
@@ -46,13 +51,39 @@ def count(B: int, T: int, H: int, D: int, hidden: int, chunk: int) -> dict:
         _, _, kw, shapes = original(depth, N, D, HD, act, prec, kernels)
         return (_NoLaunch(), _NoLaunch()), (_NoLaunch(), _NoLaunch()), kw, shapes
 
+    function._config = stubbed
+    return function, original
+
+
+def count_call(B: int, T: int, H: int, D: int, hidden: int, chunk: int, segment: int | None) -> int:
+    """ATen ops of one ``neural_memory`` forward + backward on the Triton path (kernels stubbed)."""
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # lets backend="triton" run on the CPU
+    from titans.ops import MemoryState, neural_memory  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(B, T, H, D, requires_grad=True) for _ in range(3))
+    theta, eta, alpha = (torch.rand(B, T, H, requires_grad=True) for _ in range(3))
+    weights = (torch.randn(H, D, hidden, requires_grad=True), torch.randn(H, hidden, D, requires_grad=True))
+    function, original = _stub_kernels()
+    counter = OpCounter()
+    try:
+        with counter:
+            y, state = neural_memory(q, k, v, theta, eta, alpha, MemoryState(weights, None), chunk_size=chunk,
+                                     backend="triton", recompute_segment=segment)
+            (y.sum() + sum(w.sum() for w in state.weights)).backward()
+    finally:
+        function._config = original
+    return sum(counter.counts.values())
+
+
+def count(B: int, T: int, H: int, D: int, hidden: int, chunk: int) -> dict:
     torch.manual_seed(0)
     leaf = {"requires_grad": True}
     q, k, v = (torch.randn(B, T, H, D, **leaf) for _ in range(3))
     theta, eta, alpha = (torch.rand(B, T, H, **leaf) for _ in range(3))
     weights = [torch.randn(B, H, D, hidden, **leaf), torch.randn(B, H, hidden, D, **leaf)]
     momentum = [torch.zeros(B, H, D, hidden, **leaf), torch.zeros(B, H, hidden, D, **leaf)]
-    function._config = stubbed
+    function, original = _stub_kernels()
     try:
         fwd, bwd = OpCounter(), OpCounter()
         with fwd:
@@ -68,9 +99,6 @@ def count(B: int, T: int, H: int, D: int, hidden: int, chunk: int) -> dict:
         launching = {op: n for op, n in counter.items() if op not in NO_LAUNCH}
         out[name] = {"aten_ops": sum(counter.values()), "launching": sum(launching.values()),
                      "by_op": dict(counter.most_common())}
-    # A recomputed segment runs the forward twice (the second under grad) and the backward once.
-    out["per_recomputed_segment"] = {
-        key: 2 * out["forward"][key] + out["backward"][key] for key in ("aten_ops", "launching")}
     return out
 
 
@@ -81,19 +109,29 @@ def main() -> None:
     p.add_argument("--head-dim", type=int, default=64)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--chunk", type=int, default=64)
+    p.add_argument("--segments", default="0,256,512", help="recompute_segment values (0 = off) for the "
+                   "whole-call count at the last shape")
     p.add_argument("--out", default=None, help="optional JSON")
     args = p.parse_args()
     results = {"env": environment(), "config": vars(args), "shapes": {}}
-    header = ("(B, T)", "fwd ops", "launch", "bwd ops", "launch", "per segment")
-    print(" ".join(f"{h:>{w}s}" for h, w in zip(header, (10, 8, 7, 8, 7, 12))))
+    header = ("(B, T)", "fwd ops", "launch", "bwd ops", "launch")
+    print(" ".join(f"{h:>{w}s}" for h, w in zip(header, (10, 8, 7, 8, 7))))
     for shape in args.shapes.split(","):
         B, T = (int(x) for x in shape.lower().split("x"))
         r = count(B, T, args.heads, args.head_dim, args.hidden, args.chunk)
         results["shapes"][shape] = r
-        seg = r["per_recomputed_segment"]
         print(f"{f'({B}, {T})':>10s} {r['forward']['aten_ops']:8d} {r['forward']['launching']:7d} "
-              f"{r['backward']['aten_ops']:8d} {r['backward']['launching']:7d} "
-              f"{seg['aten_ops']:6d} / {seg['launching']:d}")
+              f"{r['backward']['aten_ops']:8d} {r['backward']['launching']:7d}")
+    B, T = (int(x) for x in args.shapes.split(",")[-1].lower().split("x"))
+    results["whole_call"] = {"shape": [B, T], "aten_ops": {}}
+    plain = None
+    for segment in (int(x) for x in args.segments.split(",")):
+        n = count_call(B, T, args.heads, args.head_dim, args.hidden, args.chunk, segment or None)
+        results["whole_call"]["aten_ops"][str(segment)] = n
+        plain = n if segment == 0 else plain
+        extra = "" if segment == 0 or plain is None else \
+            f"   ({(n - plain) / -(-T // segment):.0f} more per segment)"
+        print(f"({B}, {T}) fwd+bwd, recompute_segment {segment or 'off'}: {n} ATen ops{extra}")
     if args.out:
         write_json(args.out, results)
 

@@ -130,6 +130,32 @@ def test_interpreter_recomputed_segments_match_whole(monkeypatch, depth, hidden)
     compare(got, run(args, w, m, 16, "gelu", "triton"), 1e-5, 1e-5, f"interp recompute L{depth}")
 
 
+@interp
+def test_interpreter_recomputed_segments_form_the_gates_once(monkeypatch):
+    """The gate inputs are most of the op's host-side glue: with ``recompute_segment`` the
+    Triton path forms them once per call (outside the checkpoints), not once per segment in the
+    forward and again in each recomputation, while the kernels run once per segment and pass."""
+    import importlib
+
+    function = importlib.import_module("titans.ops.neural_memory.triton.function")
+    calls = {"gates": 0, "memory": 0}
+    gates, memory = function.chunk_gates, function._MemoryFn.apply
+
+    def counted_gates(*a, **kw):
+        calls["gates"] += 1
+        return gates(*a, **kw)
+
+    def counted_memory(*a, **kw):
+        calls["memory"] += 1
+        return memory(*a, **kw)
+
+    monkeypatch.setattr(function, "chunk_gates", counted_gates)
+    monkeypatch.setattr(function._MemoryFn, "apply", counted_memory)
+    args, w, m = make_inputs(1, 90, 2, 16, 2, 32)
+    run(args, w, m, 16, "gelu", "triton", recompute_segment=32)
+    assert calls == {"gates": 1, "memory": 6}  # 3 segments: forward, then recomputed in backward
+
+
 V6_CASES = [  # depth, B, T, H, D, hidden, chunk, act, momentum
     (2, 2, 40, 2, 16, 32, 16, "gelu", True),  # T not a multiple of the chunk, 3 chunks
     (2, 1, 100, 1, 16, 48, 16, "silu", True),  # B = H = 1, 7 chunks, 16-column hidden tiles

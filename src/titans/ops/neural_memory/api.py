@@ -122,17 +122,38 @@ def _recomputed_segments(q: Tensor, k: Tensor, v: Tensor, theta: Tensor, eta: Te
                          backend: str, segment: int) -> tuple[Tensor, MemoryState]:
     """:func:`neural_memory` over segments of ``segment`` tokens, each under non-reentrant
     activation checkpointing: the forward keeps only each segment's inputs (views of the call's)
-    and the state entering it; the backward re-runs one segment's forward at a time."""
+    and the state entering it; the backward re-runs one segment's forward at a time.
+
+    On the Triton path the gate inputs of every chunk are formed once for the whole call, outside
+    the checkpoints, and each segment takes its chunks' slice: the gates are most of the op's
+    host-side glue, which would otherwise run three times a segment (kernel-notes V9)."""
     depth = len(weights)
-
-    def run(q, k, v, theta, eta, alpha, *state):
-        y, new = neural_memory(q, k, v, theta, eta, alpha, MemoryState(state[:depth], state[depth:]),
-                               chunk_size, activation, backend=backend)
-        return (y, *new.weights, *new.momentum)
-
+    dtypes = [t.dtype for t in (*weights, *momentum)]
     state = (*weights, *momentum)
     ys = []
-    for part in zip(*(x.split(segment, dim=1) for x in (q, k, v, theta, eta, alpha))):
-        y, *state = checkpoint(run, *part, *state, use_reentrant=False)
-        ys.append(y)
+    if select_backend(backend, q, weights, chunk_size, activation, backward=True) == "triton":
+        gates = triton_backend.gate_inputs(theta, eta, alpha, chunk_size)
+        per_segment = segment // chunk_size  # segment is a multiple of the chunk
+
+        def run_triton(q, k, v, *rest):
+            gates, state = rest[:len(rest) - 2 * depth], rest[len(rest) - 2 * depth:]
+            y, new_w, new_s = triton_backend.memory_with_gates(
+                q, k, v, list(gates), list(state[:depth]), list(state[depth:]), chunk_size, activation)
+            return (y, *new_w, *new_s)
+
+        parts = zip(*(x.split(segment, dim=1) for x in (q, k, v)),
+                    zip(*(g.split(per_segment, dim=1) for g in gates)))
+        for q_s, k_s, v_s, gates_s in parts:
+            y, *state = checkpoint(run_triton, q_s, k_s, v_s, *gates_s, *state, use_reentrant=False)
+            ys.append(y)
+    else:
+        def run(q, k, v, theta, eta, alpha, *state):
+            y, new = neural_memory(q, k, v, theta, eta, alpha, MemoryState(state[:depth], state[depth:]),
+                                   chunk_size, activation, backend="torch")
+            return (y, *new.weights, *new.momentum)
+
+        for part in zip(*(x.split(segment, dim=1) for x in (q, k, v, theta, eta, alpha))):
+            y, *state = checkpoint(run, *part, *state, use_reentrant=False)
+            ys.append(y)
+    state = [t.to(dtype) for t, dtype in zip(state, dtypes)]
     return torch.cat(ys, dim=1), MemoryState(tuple(state[:depth]), tuple(state[depth:]))

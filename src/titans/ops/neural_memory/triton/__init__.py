@@ -149,5 +149,19 @@ def triton_chunked_memory(*args, **kwargs):
     return impl(*args, **kwargs)
 
 
+def gate_inputs(*args, **kwargs):
+    """See :func:`titans.ops.neural_memory.triton.function.gate_inputs`."""
+    from .function import gate_inputs as impl
+
+    return impl(*args, **kwargs)
+
+
+def memory_with_gates(*args, **kwargs):
+    """See :func:`titans.ops.neural_memory.triton.function.memory_with_gates`."""
+    from .function import memory_with_gates as impl
+
+    return impl(*args, **kwargs)
+
+
 __all__ = ["available", "interpreting", "static_reason", "unsupported_reason", "resource_reason", "decide",
-           "triton_chunked_memory"]
+           "triton_chunked_memory", "gate_inputs", "memory_with_gates"]

@@ -276,22 +276,41 @@ def chunk_gates(theta: Tensor, eta: Tensor, alpha: Tensor, T: int, N: int) -> tu
     return gm.A, gm.c, gm.G, ends, gn, gm.s_last
 
 
-def triton_chunked_memory(q: Tensor, k: Tensor, v: Tensor, theta: Tensor, eta: Tensor, alpha: Tensor,
-                          weights: list[Tensor], momentum: list[Tensor], chunk_size: int,
-                          activation: str) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-    """Same contract as ``chunked_neural_memory`` (offset 0): ``[B, T, H, D]`` inputs and
-    ``[B, H, d_l, d_{l+1}]`` fp32 state → ``y [B, T, H, D]`` (q's dtype), final weights, momentum."""
+def gate_inputs(theta: Tensor, eta: Tensor, alpha: Tensor, chunk_size: int) -> list[Tensor]:
+    """The kernels' gate inputs for a whole call, from ``[B, T, H]`` gates: A, c
+    ``[B·H, NC, N]``, G ``[B·H, NC, N, N]``, ends ``[B·H, NC, 4]``, gn, sn ``[B·H, NC, N]`` (fp32,
+    differentiable; the sequence is padded to whole chunks with θ=0, η=1, α=0). Chunks are
+    independent here, so a chunk-aligned run of the call may take a slice along NC."""
+    B, T, H = theta.shape
+    N = chunk_size
+    pad = -(-T // N) * N - T
+    with torch.autocast(theta.device.type, enabled=False):
+        th, et, al = (g.float().transpose(1, 2) for g in (theta, eta, alpha))
+        if pad:
+            th, al = F.pad(th, (0, pad)), F.pad(al, (0, pad))
+            et = F.pad(et, (0, pad), value=1.0)
+        gates = chunk_gates(th, et, al, T, N)
+        return [x.reshape(B * H, *x.shape[2:]).contiguous() for x in gates]
+
+
+def memory_with_gates(q: Tensor, k: Tensor, v: Tensor, gates: list[Tensor], weights: list[Tensor],
+                      momentum: list[Tensor], chunk_size: int, activation: str
+                      ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """The memory over ``[B, T, H, D]`` tokens with gate inputs from :func:`gate_inputs` (their
+    ``NC = ceil(T / chunk_size)`` chunks); ``[B, H, d_l, d_{l+1}]`` state → y ``[B, T, H, D]``
+    (q's dtype) and the final fp32 weights and momentum."""
     B, T, H, D = q.shape
     if q.is_cuda and len(weights) == 2 and not ALLOW_NARROW_TILES_ON_GPU:
         tile = hidden_tile(weights[0].shape[-1])
         if tile < 64:
             raise ValueError(f"{HIDDEN_TILE_ENV}={tile}: hidden tiles narrower than 64 columns crash "
                              "on the GPU (illegal memory access, docs/kernel-notes.md V8); unset it")
-    if T == 0:  # nothing to read or write: the state passes through unchanged
-        return q.new_zeros(B, 0, H, D), [w.float() for w in weights], [s.float() for s in momentum]
     N = chunk_size
     NC = -(-T // N)
+    if gates[0].shape[1] != NC:
+        raise ValueError(f"gates cover {gates[0].shape[1]} chunks, the tokens {NC} (T={T}, chunk {N})")
     pad = NC * N - T
+    gates = [g.contiguous() for g in gates]  # the kernels index them densely (a chunk slice is a view)
 
     def tokens(x: Tensor) -> Tensor:
         x = x.transpose(1, 2)
@@ -300,12 +319,6 @@ def triton_chunked_memory(q: Tensor, k: Tensor, v: Tensor, theta: Tensor, eta: T
         return x.reshape(B * H, NC * N, D).contiguous()
 
     with torch.autocast(q.device.type, enabled=False):
-        th, et, al = (g.float().transpose(1, 2) for g in (theta, eta, alpha))
-        if pad:
-            th, al = F.pad(th, (0, pad)), F.pad(al, (0, pad))
-            et = F.pad(et, (0, pad), value=1.0)
-        gates = chunk_gates(th, et, al, T, N)
-        gates = [x.reshape(B * H, *x.shape[2:]).contiguous() for x in gates]
         state = []
         for w, s in zip(weights, momentum):
             state += [w.float().reshape(B * H, *w.shape[-2:]).contiguous(),
@@ -314,3 +327,15 @@ def triton_chunked_memory(q: Tensor, k: Tensor, v: Tensor, theta: Tensor, eta: T
     y = y.view(B, H, NC * N, D)[:, :, :T].transpose(1, 2).to(q.dtype)
     new = [t.view(B, H, *t.shape[1:]) for t in new]
     return y, new[0::2], new[1::2]
+
+
+def triton_chunked_memory(q: Tensor, k: Tensor, v: Tensor, theta: Tensor, eta: Tensor, alpha: Tensor,
+                          weights: list[Tensor], momentum: list[Tensor], chunk_size: int,
+                          activation: str) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """Same contract as ``chunked_neural_memory`` (offset 0): ``[B, T, H, D]`` inputs and
+    ``[B, H, d_l, d_{l+1}]`` fp32 state → ``y [B, T, H, D]`` (q's dtype), final weights, momentum."""
+    B, T, H, D = q.shape
+    if T == 0:  # nothing to read or write: the state passes through unchanged
+        return q.new_zeros(B, 0, H, D), [w.float() for w in weights], [s.float() for s in momentum]
+    gates = gate_inputs(theta, eta, alpha, chunk_size)
+    return memory_with_gates(q, k, v, gates, weights, momentum, chunk_size, activation)
