@@ -118,6 +118,19 @@ def test_harness_and_cli(tmp_path):
         ForecastConfig(model="arima")
     with pytest.raises(ValueError, match="device"):
         ForecastConfig(device="tpu")
+    with pytest.raises(ValueError, match="loss must be one of"):
+        ForecastConfig(loss="mape")
+
+
+def test_training_loss_option():
+    """``loss="mae"`` trains on the absolute error (a different run from MSE's, same seed) while
+    early stopping and the reported metrics stay MSE/MAE; the CLI passes ``--loss`` through."""
+    kw = dict(dataset="ETTh1", model="dlinear", pred_len=96, epochs=1, max_train_batches=20)
+    mse = train_and_evaluate(ForecastConfig(**kw), log=lambda *_: None)
+    mae = train_and_evaluate(ForecastConfig(loss="mae", **kw), log=lambda *_: None)
+    assert "train_mse" in mse["history"][0] and "train_mae" in mae["history"][0]
+    assert mae["test_mse"] != mse["test_mse"] and 0 < mae["test_mse"] < 5
+    assert mae["config"]["loss"] == "mae"
 
 
 @pytest.mark.gpu

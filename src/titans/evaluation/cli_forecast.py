@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folder with ETTh1.csv/ETTh2.csv (default ../shared/data/ett)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--loss", default="mse", choices=["mse", "mae", "huber"],
+                   help="training loss (early stopping and the reported metrics stay MSE/MAE)")
     p.add_argument("--out", default="forecast_results", help="folder for one JSON per run + summary.csv")
     p.set_defaults(func=run)
 
@@ -72,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
                                      batch_size=args.batch_size, lr=args.lr.get(model), epochs=args.epochs,
                                      patience=args.patience, seed=args.seed, root=args.data_root,
                                      max_train_batches=args.max_train_batches,
-                                     model_kwargs=args.model_kwargs.get(model, {}), device=args.device)
+                                     model_kwargs=args.model_kwargs.get(model, {}), device=args.device,
+                                     loss=args.loss)
                 rec = train_and_evaluate(cfg)
                 save_record(rec, path)
                 records.append(rec)
