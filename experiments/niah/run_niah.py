@@ -54,7 +54,7 @@ from titans.evaluation.niah import (  # noqa: E402
     NIAHGenerator,
     depth_grid,
     fill_haystack,
-    teacher_forced_exact_match,
+    teacher_forced_scores,
 )
 
 
@@ -124,10 +124,13 @@ def test(model, args, gen: NIAHGenerator, device, deadline: float = math.inf) ->
                 print(f"  {variant:8s} {length:>6d}: skipped (deadline)", flush=True)
                 continue
             samples = list(gen.sweep(variant, [length], depth_grid(args.depths), args.samples))
-            scores = teacher_forced_exact_match(logits_fn, samples, TOK.encode, PAD, args.eval_batch, device)
+            scores = teacher_forced_scores(logits_fn, samples, TOK.encode, PAD, args.eval_batch, device)
             records += [{"variant": variant, "length": length, "depth": s.depth, "index": s.index,
-                         "score": sc} for s, sc in zip(samples, scores)]
-            print(f"  {variant:8s} {length:>6d}: {100 * np.mean(scores):5.1f}%", flush=True)
+                         "score": sc["exact"], "token_accuracy": sc["token_accuracy"]}
+                        for s, sc in zip(samples, scores)]
+            exact, tokens = (np.mean([sc[k] for sc in scores]) for k in ("exact", "token_accuracy"))
+            print(f"  {variant:8s} {length:>6d}: {100 * exact:5.1f}%  (tokens {100 * tokens:5.1f}%)",
+                  flush=True)
     return records
 
 
@@ -205,13 +208,15 @@ def main() -> None:
             model.save_pretrained(Path(args.export) / name)  # JSON config + safetensors
         t0 = time.time()
         records = [] if args.no_test else test(model, args, test_gen, device, deadline)
-        acc = {}
+        acc, tokens = {}, {}
         for r in records:
             acc.setdefault(f"{r['variant']}@{r['length']}", []).append(r["score"])
+            tokens.setdefault(f"{r['variant']}@{r['length']}", []).append(r["token_accuracy"])
         summary["models"][name] = {"config": model.config.to_dict(), "init": args.init,
                                    "params": model.num_parameters(), **tr,
                                    "test_seconds": time.time() - t0,
                                    "accuracy": {k: 100 * float(np.mean(v)) for k, v in acc.items()},
+                                   "token_accuracy": {k: 100 * float(np.mean(v)) for k, v in tokens.items()},
                                    "records": records}
         (out / "niah_results.json").write_text(json.dumps(summary, indent=1) + "\n")
         del model

@@ -120,7 +120,7 @@ def test_errors():
 def test_teacher_forced_exact_match_with_oracles():
     import torch
 
-    from titans.evaluation.niah import teacher_forced_exact_match
+    from titans.evaluation.niah import teacher_forced_exact_match, teacher_forced_scores
 
     gen = NIAHGenerator(BYTE.encode, seed=2)
     samples = [gen.sample(v, n, d) for v in ("passkey", "uuid") for n in (500, 700) for d in (0.0, 1.0)]
@@ -137,3 +137,10 @@ def test_teacher_forced_exact_match_with_oracles():
     assert teacher_forced_exact_match(oracle(True), samples, BYTE.encode, batch_size=3) == [1.0] * 8
     assert teacher_forced_exact_match(oracle(False), samples, BYTE.encode, batch_size=3) == [0.0] * 8
     assert teacher_forced_exact_match(oracle(True, True), samples, BYTE.encode, batch_size=3) == [0.0] * 8
+    # partial credit: every token of the value but its last one is right
+    partial = teacher_forced_scores(oracle(True, True), samples, BYTE.encode, batch_size=3)
+    for sample, score in zip(samples, partial):
+        n = len(BYTE.encode(" " + sample.answer))
+        assert score["exact"] == 0.0 and score["token_accuracy"] == pytest.approx((n - 1) / n)
+    perfect = teacher_forced_scores(oracle(True), samples, BYTE.encode)
+    assert [s["token_accuracy"] for s in perfect] == [1.0] * 8

@@ -68,3 +68,26 @@ def test_train_variants_choose_the_training_needles_only(run_niah, haystack):
         assert bytes(ids[start:]).decode()[1:-1].isdigit()
     with pytest.raises(SystemExit):
         run_niah.build_parser().parse_args([*base, "--train-variants", "essay"])
+
+
+def test_harness_test_records_exact_and_token_accuracy(run_niah, haystack):
+    """``test()`` scores every (variant, length, depth, sample) with the exact match and the
+    share of the value's tokens right; a model that copies its input scores 0 on both (it
+    predicts the current byte, never the next)."""
+    import torch
+
+    class Echo(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, ids):
+            return type("Out", (), {"logits": torch.nn.functional.one_hot(ids, 256).float()})()
+
+    args = run_niah.build_parser().parse_args(
+        ["--variants", "passkey", "uuid", "--test-lengths", "600", "--depths", "2", "--samples", "2"])
+    gen = NIAHGenerator(run_niah.TOK.encode, seed=4321, haystack_path=haystack)
+    records = run_niah.test(Echo(), args, gen, torch.device("cpu"))
+    assert len(records) == 2 * 1 * 2 * 2
+    assert {r["variant"] for r in records} == {"passkey", "uuid"}
+    assert all(r["score"] == 0.0 and 0.0 <= r["token_accuracy"] < 0.5 for r in records)

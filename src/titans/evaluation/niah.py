@@ -325,19 +325,21 @@ def summarise(records: Iterable[dict]) -> dict:
     }
 
 
-def teacher_forced_exact_match(logits_fn: Callable, samples: Sequence[NIAHSample], encode: Encode,
-                               pad_id: int = 0, batch_size: int = 8, device=None) -> list[float]:
+def teacher_forced_scores(logits_fn: Callable, samples: Sequence[NIAHSample], encode: Encode,
+                          pad_id: int = 0, batch_size: int = 8, device=None) -> list[dict[str, float]]:
     """Greedy exact match in one forward pass per batch: feed ``prompt + " value."`` and score 1
     when the argmax at every position of " value" is the next true token — exactly when greedy
     decoding would emit the value right after the answer prefix. Samples are right-padded with
     ``pad_id``, which leaves the earlier positions of a causal model unchanged.
 
-    logits_fn: ``ids [B, T] (long) -> logits [B, T, V]``. Returns one score per sample."""
+    logits_fn: ``ids [B, T] (long) -> logits [B, T, V]``. Returns per sample ``{"exact": 0|1,
+    "token_accuracy": share of the value's tokens predicted right}``; the second is partial
+    credit (teacher-forced, so one wrong token does not derail the rest as in generation)."""
     import torch
 
     seqs = [(len(s.input_ids), list(s.input_ids) + list(encode(" " + s.answer + "."))) for s in samples]
     n_dot = len(encode("."))
-    scores: list[float] = []
+    scores: list[dict[str, float]] = []
     with torch.no_grad():
         for i in range(0, len(seqs), batch_size):
             part = seqs[i:i + batch_size]
@@ -349,8 +351,16 @@ def teacher_forced_exact_match(logits_fn: Callable, samples: Sequence[NIAHSample
             pred = logits_fn(ids).argmax(-1)
             for b, (a, q) in enumerate(part):
                 end = len(q) - n_dot  # the value's tokens are q[a:end]
-                scores.append(float(bool((pred[b, a - 1:end - 1] == ids[b, a:end]).all())))
+                right = pred[b, a - 1:end - 1] == ids[b, a:end]
+                scores.append({"exact": float(bool(right.all())),
+                               "token_accuracy": right.float().mean().item()})
     return scores
+
+
+def teacher_forced_exact_match(logits_fn: Callable, samples: Sequence[NIAHSample], encode: Encode,
+                               pad_id: int = 0, batch_size: int = 8, device=None) -> list[float]:
+    """The ``exact`` scores of :func:`teacher_forced_scores`: one 0/1 per sample."""
+    return [s["exact"] for s in teacher_forced_scores(logits_fn, samples, encode, pad_id, batch_size, device)]
 
 
 def model_generate_fn(model, device: str | None = None) -> GenerateFn:
