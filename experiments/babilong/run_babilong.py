@@ -38,7 +38,7 @@ from task_training import (  # noqa: E402
     train,
 )
 
-from titans.evaluation.babilong import TASKS, BabilongGenerator  # noqa: E402
+from titans.evaluation.babilong import TASKS, BabilongGenerator, generate_story  # noqa: E402
 from titans.evaluation.niah import teacher_forced_exact_match  # noqa: E402
 
 
@@ -57,6 +57,18 @@ def babilong_examples(gen: BabilongGenerator, args: argparse.Namespace):
 
 
 @torch.no_grad()
+def parse_facts(items: list[str]) -> dict[str, int]:
+    """``["qa1=2", ...]`` -> ``{"qa1": 2}``, checked now (a story of that size must exist)."""
+    facts = {}
+    for item in items:
+        task, _, n = item.partition("=")
+        if task not in TASKS or not n.isdigit():
+            raise ValueError(f"--facts takes TASK=N with TASK in {TASKS} and N an int, got {item!r}")
+        facts[task] = int(n)
+        generate_story(task, random.Random(0), facts[task])  # raises on a count the task cannot have
+    return facts
+
+
 def test(model, args, gen: BabilongGenerator, device, deadline: float = math.inf) -> list[dict]:
     """Every task at every test length (shortest first); lengths past ``deadline`` are skipped."""
     model.eval()
@@ -82,6 +94,9 @@ def test(model, args, gen: BabilongGenerator, device, deadline: float = math.inf
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["transformer", "swa", "mac", "lmm"])
+    p.add_argument("--facts", nargs="+", default=[], metavar="TASK=N",
+                   help="facts per story, e.g. qa1=2 (train and test; default: the task's, "
+                        "titans.evaluation.babilong.DEFAULT_FACTS)")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--d-model", type=int, default=256)
     p.add_argument("--n-layers", type=int, default=2)
@@ -114,6 +129,7 @@ def main() -> None:
                         "starts (the results written so far are kept)")
     p.add_argument("--out", default="experiments/babilong/results")
     args = p.parse_args()
+    args.facts = parse_facts(args.facts)
     for name in args.models:  # a bad name fails now, not after the models before it trained
         model_config(name, args)
     deadline = time.time() + args.deadline
@@ -121,8 +137,9 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cuda.matmul.allow_tf32 = True
     lm = lm_tokens(args.lm_data, args.lm_bytes)
-    train_gen = BabilongGenerator(TOK.encode, seed=1000 + args.seed, haystack_path=args.haystack)
-    test_gen = BabilongGenerator(TOK.encode, seed=4321, haystack_path=args.haystack)
+    train_gen = BabilongGenerator(TOK.encode, seed=1000 + args.seed, haystack_path=args.haystack,
+                                  num_facts=args.facts)
+    test_gen = BabilongGenerator(TOK.encode, seed=4321, haystack_path=args.haystack, num_facts=args.facts)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"args": vars(args), "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
