@@ -1,0 +1,2 @@
+OMP_NUM_THREADS=1 PYTHONPATH=src python3 experiments/babilong/run_babilong.py --models lmm --tasks qa1 --test-lengths 0 512 1024 --samples 20 --d-model 128 --n-layers 2 --n-heads 2 --chunk 16 --segment 128 --train-len 256 --batch 16 --niah-fraction 0.75 --lr 2e-3 --warmup 50 --steps 100000 --max-seconds 780 --lm-bytes 2000000 --out experiments/babilong/results_cpu_probe/r1_lmm
+# killed by hand at ~4.5 min (see SUMMARY.md): too slow on CPU (~0.4 steps/s) to reach a useful step count
