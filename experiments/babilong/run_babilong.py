@@ -22,6 +22,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +43,13 @@ from titans.evaluation.babilong import TASKS, BabilongGenerator, generate_story 
 from titans.evaluation.niah import teacher_forced_exact_match  # noqa: E402
 
 
-def babilong_examples(gen: BabilongGenerator, args: argparse.Namespace):
-    """``make(rng, index) -> (ids, answer start)``: a training story hidden in background text."""
+def babilong_examples(generator_at: Callable[[int], BabilongGenerator], args: argparse.Namespace):
+    """``make(rng, index) -> (ids, answer start)``: a training story hidden in background text,
+    from ``generator_at(step)`` (the ``--facts`` stage of the step the sample is drawn for)."""
+    per_batch = max(1, int(round(args.batch * args.niah_fraction)))  # samples numbered step by step
+
     def make(rng: random.Random, index: int):
+        gen = generator_at(index // per_batch)
         task = rng.choice(args.tasks)
         length = 0 if rng.random() < args.zero_fraction else rng.randint(1, args.train_len)
         try:
@@ -56,17 +61,35 @@ def babilong_examples(gen: BabilongGenerator, args: argparse.Namespace):
     return make
 
 
-@torch.no_grad()
-def parse_facts(items: list[str]) -> dict[str, int]:
-    """``["qa1=2", ...]`` -> ``{"qa1": 2}``, checked now (a story of that size must exist)."""
-    facts = {}
+def parse_facts(items: list[str]) -> dict[str, list[tuple[int, int]]]:
+    """``--facts`` items ``TASK=N`` or ``TASK=N@STEP`` -> ``{task: [(step, n), ...]}`` sorted by
+    step: N facts per story from training step STEP on (default 0). Checked now: a story of that
+    size must exist, and a task's stages need distinct steps."""
+    facts: dict[str, list[tuple[int, int]]] = {}
     for item in items:
-        task, _, n = item.partition("=")
-        if task not in TASKS or not n.isdigit():
-            raise ValueError(f"--facts takes TASK=N with TASK in {TASKS} and N an int, got {item!r}")
-        facts[task] = int(n)
-        generate_story(task, random.Random(0), facts[task])  # raises on a count the task cannot have
+        task, _, rest = item.partition("=")
+        n, _, step = rest.partition("@")
+        if task not in TASKS or not n.isdigit() or not (step or "0").isdigit():
+            raise ValueError(f"--facts takes TASK=N or TASK=N@STEP with TASK in {TASKS} and N, STEP "
+                             f"ints, got {item!r}")
+        stages = facts.setdefault(task, [])
+        if any(s == int(step or 0) for s, _ in stages):
+            raise ValueError(f"--facts gives {task} twice at step {int(step or 0)}")
+        generate_story(task, random.Random(0), int(n))  # raises on a count the task cannot have
+        stages.append((int(step or 0), int(n)))
+        stages.sort()
     return facts
+
+
+def facts_at(schedule: dict[str, list[tuple[int, int]]], step: float) -> dict[str, int]:
+    """Facts per story at training ``step`` (``math.inf``: the last stage, which the test uses);
+    tasks before their first stage keep their default."""
+    out = {}
+    for task, stages in schedule.items():
+        current = [n for s, n in stages if s <= step]
+        if current:
+            out[task] = current[-1]
+    return out
 
 
 def test(model, args, gen: BabilongGenerator, device, deadline: float = math.inf) -> list[dict]:
@@ -94,8 +117,9 @@ def test(model, args, gen: BabilongGenerator, device, deadline: float = math.inf
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["transformer", "swa", "mac", "lmm"])
-    p.add_argument("--facts", nargs="+", default=[], metavar="TASK=N",
-                   help="facts per story, e.g. qa1=2 (train and test; default: the task's, "
+    p.add_argument("--facts", nargs="+", default=[], metavar="TASK=N[@STEP]",
+                   help="facts per story from a training step on, e.g. qa1=2 qa1=4@3000 qa1=8@6000 (a "
+                        "curriculum); the test uses each task's last stage (default: the task's, "
                         "titans.evaluation.babilong.DEFAULT_FACTS)")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--d-model", type=int, default=256)
@@ -137,9 +161,18 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cuda.matmul.allow_tf32 = True
     lm = lm_tokens(args.lm_data, args.lm_bytes)
-    train_gen = BabilongGenerator(TOK.encode, seed=1000 + args.seed, haystack_path=args.haystack,
-                                  num_facts=args.facts)
-    test_gen = BabilongGenerator(TOK.encode, seed=4321, haystack_path=args.haystack, num_facts=args.facts)
+    stage_generators: dict[tuple, BabilongGenerator] = {}
+
+    def train_generator_at(step: int) -> BabilongGenerator:
+        facts = facts_at(args.facts, step)
+        key = tuple(sorted(facts.items()))
+        if key not in stage_generators:
+            stage_generators[key] = BabilongGenerator(TOK.encode, seed=1000 + args.seed,
+                                                      haystack_path=args.haystack, num_facts=facts)
+        return stage_generators[key]
+
+    test_gen = BabilongGenerator(TOK.encode, seed=4321, haystack_path=args.haystack,
+                                 num_facts=facts_at(args.facts, math.inf))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"args": vars(args), "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
@@ -153,7 +186,7 @@ def main() -> None:
         model = build_model(name, args, device)
         print(f"{name}: {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
         ckpt = None if args.checkpoint is None else Path(args.checkpoint) / f"{name}.pt"
-        tr = train(model, args, lm, babilong_examples(train_gen, args), device, ckpt)
+        tr = train(model, args, lm, babilong_examples(train_generator_at, args), device, ckpt)
         if args.export:
             model.save_pretrained(Path(args.export) / name)  # JSON config + safetensors
         t0 = time.time()
