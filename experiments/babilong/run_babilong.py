@@ -92,6 +92,7 @@ def facts_at(schedule: dict[str, list[tuple[int, int]]], step: float) -> dict[st
     return out
 
 
+@torch.no_grad()
 def test(model, args, gen: BabilongGenerator, device, deadline: float = math.inf) -> list[dict]:
     """Every task at every test length (shortest first); lengths past ``deadline`` are skipped."""
     model.eval()
