@@ -55,20 +55,30 @@ def _stub_kernels():
     return function, original
 
 
+def _inputs(B: int, T: int, H: int, D: int, hidden: int, batch_state: bool = False):
+    """Leaf inputs of an L_M = 2 call: (q, k, v, θ, η, α), weights, momentum (per batch with
+    ``batch_state``, the kernels' layout; else shared weights and no momentum, the op's)."""
+    torch.manual_seed(0)
+    leaf = {"requires_grad": True}
+    qkv = [torch.randn(B, T, H, D, **leaf) for _ in range(3)]
+    gates = [torch.rand(B, T, H, **leaf) for _ in range(3)]
+    lead = (B, H) if batch_state else (H,)
+    weights = [torch.randn(*lead, D, hidden, **leaf), torch.randn(*lead, hidden, D, **leaf)]
+    momentum = [torch.zeros(*lead, D, hidden, **leaf), torch.zeros(*lead, hidden, D, **leaf)]
+    return qkv + gates, weights, momentum if batch_state else None
+
+
 def count_call(B: int, T: int, H: int, D: int, hidden: int, chunk: int, segment: int | None) -> int:
     """ATen ops of one ``neural_memory`` forward + backward on the Triton path (kernels stubbed)."""
     os.environ.setdefault("TRITON_INTERPRET", "1")  # lets backend="triton" run on the CPU
     from titans.ops import MemoryState, neural_memory  # noqa: PLC0415
 
-    torch.manual_seed(0)
-    q, k, v = (torch.randn(B, T, H, D, requires_grad=True) for _ in range(3))
-    theta, eta, alpha = (torch.rand(B, T, H, requires_grad=True) for _ in range(3))
-    weights = (torch.randn(H, D, hidden, requires_grad=True), torch.randn(H, hidden, D, requires_grad=True))
+    tokens_and_gates, weights, _ = _inputs(B, T, H, D, hidden)
     function, original = _stub_kernels()
     counter = OpCounter()
     try:
         with counter:
-            y, state = neural_memory(q, k, v, theta, eta, alpha, MemoryState(weights, None), chunk_size=chunk,
+            y, state = neural_memory(*tokens_and_gates, MemoryState(tuple(weights), None), chunk_size=chunk,
                                      backend="triton", recompute_segment=segment)
             (y.sum() + sum(w.sum() for w in state.weights)).backward()
     finally:
@@ -77,18 +87,13 @@ def count_call(B: int, T: int, H: int, D: int, hidden: int, chunk: int, segment:
 
 
 def count(B: int, T: int, H: int, D: int, hidden: int, chunk: int) -> dict:
-    torch.manual_seed(0)
-    leaf = {"requires_grad": True}
-    q, k, v = (torch.randn(B, T, H, D, **leaf) for _ in range(3))
-    theta, eta, alpha = (torch.rand(B, T, H, **leaf) for _ in range(3))
-    weights = [torch.randn(B, H, D, hidden, **leaf), torch.randn(B, H, hidden, D, **leaf)]
-    momentum = [torch.zeros(B, H, D, hidden, **leaf), torch.zeros(B, H, hidden, D, **leaf)]
+    tokens_and_gates, weights, momentum = _inputs(B, T, H, D, hidden, batch_state=True)
     function, original = _stub_kernels()
     try:
         fwd, bwd = OpCounter(), OpCounter()
         with fwd:
-            y, new_w, new_s = function.triton_chunked_memory(q, k, v, theta, eta, alpha, weights, momentum,
-                                                             chunk, "gelu")
+            y, new_w, new_s = function.triton_chunked_memory(*tokens_and_gates, weights, momentum, chunk,
+                                                             "gelu")
         loss = y.sum() + sum(t.sum() for t in (*new_w, *new_s))
         with bwd:
             loss.backward()

@@ -54,7 +54,8 @@ class NeuralMemoryConfig:
     recompute_segment: ``None`` (default) or a multiple of ``chunk_size``: training-time memory
     saving — the op runs in segments of this many tokens under activation checkpointing and
     recomputes each segment's forward in the backward pass (same outputs and gradients; one
-    more forward of the op; docs/kernel-notes.md, V9).
+    more forward of the op plus a fixed host cost per segment, so prefer long segments;
+    docs/kernel-notes.md, V9).
     """
 
     d_model: int

@@ -142,25 +142,21 @@ def decide(key: tuple, run_probe, what: str) -> str | None:
     return _RESOURCE_CACHE[key]
 
 
-def triton_chunked_memory(*args, **kwargs):
-    """See :func:`titans.ops.neural_memory.triton.function.triton_chunked_memory`."""
-    from .function import triton_chunked_memory as impl
+def _from_function(name: str):
+    """``function.<name>``, imported on the first call (``function`` imports triton)."""
+    def call(*args, **kwargs):
+        from . import function  # noqa: PLC0415 - imports triton
 
-    return impl(*args, **kwargs)
+        return getattr(function, name)(*args, **kwargs)
 
-
-def gate_inputs(*args, **kwargs):
-    """See :func:`titans.ops.neural_memory.triton.function.gate_inputs`."""
-    from .function import gate_inputs as impl
-
-    return impl(*args, **kwargs)
+    call.__name__ = name
+    call.__doc__ = f"See :func:`titans.ops.neural_memory.triton.function.{name}`."
+    return call
 
 
-def memory_with_gates(*args, **kwargs):
-    """See :func:`titans.ops.neural_memory.triton.function.memory_with_gates`."""
-    from .function import memory_with_gates as impl
-
-    return impl(*args, **kwargs)
+triton_chunked_memory = _from_function("triton_chunked_memory")
+gate_inputs = _from_function("gate_inputs")
+memory_with_gates = _from_function("memory_with_gates")
 
 
 __all__ = ["available", "interpreting", "static_reason", "unsupported_reason", "resource_reason", "decide",
