@@ -20,6 +20,8 @@ def environment() -> dict:
         "cuda": torch.version.cuda,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor(),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        # the library's switches in force (kernel version, precision, gate backend, ...)
+        "titans_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("TITANS_")},
     }
     try:
         import triton

@@ -1,16 +1,16 @@
 """Host-side ATen ops of one call of the fused memory op, with its Triton kernels stubbed out.
 
-``recompute_segment`` (kernel-notes V9) cost a fixed 3.4–6.8 ms per segment on the H200 whatever
-the segment's length (session 9, when each segment was three full calls of the op: forward,
-recomputed forward, backward). Each call's PyTorch glue around the kernels (gate matrices,
-layout copies, state snapshots, casts) is dispatched from the host; the gates are now formed
-once per call. This counts that glue on the CPU: every ATen op
-dispatched by ``triton_chunked_memory`` forward and by its backward, with the kernel launches
-replaced by no-ops (so no GPU is needed, only the ``triton`` package to import the kernels), and
-how many of them launch a kernel on a GPU (everything but views and allocations); and the ATen
-ops of a whole ``neural_memory`` forward + backward with and without ``recompute_segment``
-(``--segments``), run through the Triton path on the CPU (the interpreter's switch lets the
-backend be chosen; no kernel runs).
+``recompute_segment`` (kernel-notes V9) cost a fixed 3.4–6.8 ms per segment on the H200 whatever the
+segment's length (session 9, when each segment was three full calls of the op: forward, recomputed
+forward, backward). Each call's PyTorch glue around the kernels (gate matrices, layout copies, state
+snapshots, casts) is dispatched from the host; the gates are now formed once per call, by two fused
+kernels (V10; ``--gates torch`` counts the PyTorch form). This counts that glue on the CPU: every
+ATen op dispatched by ``triton_chunked_memory`` forward and by its backward, with the kernel
+launches replaced by no-ops (so no GPU is needed, only the ``triton`` package to import the
+kernels), and how many of them launch a kernel on a GPU (everything but views and allocations); and
+the ATen ops of a whole ``neural_memory`` forward + backward with and without ``recompute_segment``
+(``--segments``), run through the Triton path on the CPU (the interpreter's switch lets the backend
+be chosen; no kernel runs).
 
     PYTHONPATH=src python3 benchmarks/count_op_glue.py --shapes 1x256,8x2048 --segments 0,256,512
 """
@@ -18,6 +18,7 @@ backend be chosen; no kernel runs).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -42,17 +43,23 @@ class _NoLaunch:
         return lambda *args, **kwargs: None
 
 
+@contextlib.contextmanager
 def _stub_kernels():
-    """Replaces the kernels of ``function._config`` by no-ops; returns (module, original)."""
+    """Replaces the memory kernels of ``function._config`` and the gate kernels by no-ops;
+    yields the ``function`` module."""
     function = importlib.import_module("titans.ops.neural_memory.triton.function")
-    original = function._config
+    gk = importlib.import_module("titans.ops.neural_memory.triton.gate_kernels")
+    original = function._config, gk.gates_fwd_kernel, gk.gates_bwd_kernel
 
     def stubbed(depth, N, D, HD, act, prec, kernels=None):
-        _, _, kw, shapes = original(depth, N, D, HD, act, prec, kernels)
+        _, _, kw, shapes = original[0](depth, N, D, HD, act, prec, kernels)
         return (_NoLaunch(), _NoLaunch()), (_NoLaunch(), _NoLaunch()), kw, shapes
 
-    function._config = stubbed
-    return function, original
+    function._config, gk.gates_fwd_kernel, gk.gates_bwd_kernel = stubbed, _NoLaunch(), _NoLaunch()
+    try:
+        yield function
+    finally:
+        function._config, gk.gates_fwd_kernel, gk.gates_bwd_kernel = original
 
 
 def _inputs(B: int, T: int, H: int, D: int, hidden: int, batch_state: bool = False):
@@ -74,22 +81,17 @@ def count_call(B: int, T: int, H: int, D: int, hidden: int, chunk: int, segment:
     from titans.ops import MemoryState, neural_memory  # noqa: PLC0415
 
     tokens_and_gates, weights, _ = _inputs(B, T, H, D, hidden)
-    function, original = _stub_kernels()
     counter = OpCounter()
-    try:
-        with counter:
-            y, state = neural_memory(*tokens_and_gates, MemoryState(tuple(weights), None), chunk_size=chunk,
-                                     backend="triton", recompute_segment=segment)
-            (y.sum() + sum(w.sum() for w in state.weights)).backward()
-    finally:
-        function._config = original
+    with _stub_kernels(), counter:
+        y, state = neural_memory(*tokens_and_gates, MemoryState(tuple(weights), None), chunk_size=chunk,
+                                 backend="triton", recompute_segment=segment)
+        (y.sum() + sum(w.sum() for w in state.weights)).backward()
     return sum(counter.counts.values())
 
 
 def count(B: int, T: int, H: int, D: int, hidden: int, chunk: int) -> dict:
     tokens_and_gates, weights, momentum = _inputs(B, T, H, D, hidden, batch_state=True)
-    function, original = _stub_kernels()
-    try:
+    with _stub_kernels() as function:
         fwd, bwd = OpCounter(), OpCounter()
         with fwd:
             y, new_w, new_s = function.triton_chunked_memory(*tokens_and_gates, weights, momentum, chunk,
@@ -97,8 +99,6 @@ def count(B: int, T: int, H: int, D: int, hidden: int, chunk: int) -> dict:
         loss = y.sum() + sum(t.sum() for t in (*new_w, *new_s))
         with bwd:
             loss.backward()
-    finally:
-        function._config = original
     out = {}
     for name, counter in (("forward", fwd.counts), ("backward", bwd.counts)):
         launching = {op: n for op, n in counter.items() if op not in NO_LAUNCH}
@@ -116,8 +116,11 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=64)
     p.add_argument("--segments", default="0,256,512", help="recompute_segment values (0 = off) for the "
                    "whole-call count at the last shape")
+    p.add_argument("--gates", choices=("triton", "torch"), default="triton",
+                   help="who forms the gate inputs (TITANS_TRITON_GATES): the fused kernels or PyTorch")
     p.add_argument("--out", default=None, help="optional JSON")
     args = p.parse_args()
+    os.environ["TITANS_TRITON_GATES"] = args.gates
     results = {"env": environment(), "config": vars(args), "shapes": {}}
     header = ("(B, T)", "fwd ops", "launch", "bwd ops", "launch")
     print(" ".join(f"{h:>{w}s}" for h, w in zip(header, (10, 8, 7, 8, 7))))

@@ -139,7 +139,7 @@ def test_interpreter_recomputed_segments_form_the_gates_once(monkeypatch):
 
     function = importlib.import_module("titans.ops.neural_memory.triton.function")
     calls = {"gates": 0, "memory": 0}
-    gates, memory = function.chunk_gates, function._MemoryFn.apply
+    gates, memory = function._chunk_gates, function._MemoryFn.apply
 
     def counted_gates(*a, **kw):
         calls["gates"] += 1
@@ -149,7 +149,7 @@ def test_interpreter_recomputed_segments_form_the_gates_once(monkeypatch):
         calls["memory"] += 1
         return memory(*a, **kw)
 
-    monkeypatch.setattr(function, "chunk_gates", counted_gates)
+    monkeypatch.setattr(function, "_chunk_gates", counted_gates)
     monkeypatch.setattr(function._MemoryFn, "apply", counted_memory)
     args, w, m = make_inputs(1, 90, 2, 16, 2, 32)
     run(args, w, m, 16, "gelu", "triton", recompute_segment=32)

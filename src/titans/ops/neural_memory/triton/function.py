@@ -276,6 +276,68 @@ def chunk_gates(theta: Tensor, eta: Tensor, alpha: Tensor, T: int, N: int) -> tu
     return gm.A, gm.c, gm.G, ends, gn, gm.s_last
 
 
+GATES_ENV = "TITANS_TRITON_GATES"
+GATE_BACKENDS = ("triton", "torch")
+
+
+def gate_backend() -> str:
+    """Who forms the gate inputs on the Triton path: ``triton`` (default; one fused kernel per
+    direction, :mod:`.gate_kernels`) or ``torch`` (:func:`chunk_gates`, ~100 ATen ops), set
+    with the environment variable ``TITANS_TRITON_GATES``."""
+    b = os.environ.get(GATES_ENV, "triton")
+    if b not in GATE_BACKENDS:
+        raise ValueError(f"{GATES_ENV} must be one of {GATE_BACKENDS}, got {b!r}")
+    return b
+
+
+class _GateInputsFn(torch.autograd.Function):
+    """:func:`chunk_gates` as two Triton kernels; inputs ``[B·H, TP]`` fp32 padded gates."""
+
+    @staticmethod
+    def forward(ctx, theta: Tensor, eta: Tensor, alpha: Tensor, T: int, N: int):
+        from . import gate_kernels as GK
+
+        BH, TP = theta.shape
+        NC = TP // N
+        kw = dict(device=theta.device, dtype=torch.float32)
+        A, c, gn, sn = (torch.empty(BH, NC, N, **kw) for _ in range(4))
+        G = torch.empty(BH, NC, N, N, **kw)
+        ends = torch.empty(BH, NC, 4, **kw)
+        warps = 8 if N > 64 else 4
+        GK.gates_fwd_kernel[(NC, BH)](theta, eta, alpha, A, c, G, ends, gn, sn, NC, TP, (T - 1) % N,
+                                      N=N, num_warps=warps)
+        ctx.save_for_backward(theta, eta, alpha)
+        ctx.T, ctx.N = T, N
+        return A, c, G, ends, gn, sn
+
+    @staticmethod
+    def backward(ctx, dA, dc, dG, dends, dgn, dsn):
+        from . import gate_kernels as GK
+
+        theta, eta, alpha = ctx.saved_tensors
+        BH, TP = theta.shape
+        N = ctx.N
+        NC = TP // N
+        shapes = [(BH, NC, N), (BH, NC, N), (BH, NC, N, N), (BH, NC, 4), (BH, NC, N), (BH, NC, N)]
+        grads = [torch.zeros(s, device=theta.device, dtype=torch.float32) if g is None
+                 else g.float().contiguous() for g, s in zip((dA, dc, dG, dends, dgn, dsn), shapes)]
+        dth, det, dal = (torch.empty_like(theta) for _ in range(3))
+        warps = 8 if N > 64 else 4
+        GK.gates_bwd_kernel[(NC, BH)](theta, eta, alpha, *grads, dth, det, dal, NC, TP, (ctx.T - 1) % N,
+                                      N=N, num_warps=warps)
+        return dth, det, dal, None, None
+
+
+def _chunk_gates(theta: Tensor, eta: Tensor, alpha: Tensor, T: int, N: int) -> list[Tensor]:
+    """Gate inputs ``[B·H, NC, ...]`` from ``[B, H, TP]`` fp32 padded gates, by the backend of
+    :func:`gate_backend`."""
+    B, H, TP = theta.shape
+    if gate_backend() == "triton":
+        flat = [g.reshape(B * H, TP).contiguous() for g in (theta, eta, alpha)]
+        return list(_GateInputsFn.apply(*flat, T, N))
+    return [x.reshape(B * H, *x.shape[2:]).contiguous() for x in chunk_gates(theta, eta, alpha, T, N)]
+
+
 def gate_inputs(theta: Tensor, eta: Tensor, alpha: Tensor, chunk_size: int) -> list[Tensor]:
     """The kernels' gate inputs for a whole call, from ``[B, T, H]`` gates: A, c
     ``[B·H, NC, N]``, G ``[B·H, NC, N, N]``, ends ``[B·H, NC, 4]``, gn, sn ``[B·H, NC, N]`` (fp32,
@@ -289,8 +351,7 @@ def gate_inputs(theta: Tensor, eta: Tensor, alpha: Tensor, chunk_size: int) -> l
         if pad:
             th, al = F.pad(th, (0, pad)), F.pad(al, (0, pad))
             et = F.pad(et, (0, pad), value=1.0)
-        gates = chunk_gates(th, et, al, T, N)
-        return [x.reshape(B * H, *x.shape[2:]).contiguous() for x in gates]
+        return _chunk_gates(th, et, al, T, N)
 
 
 def memory_with_gates(q: Tensor, k: Tensor, v: Tensor, gates: list[Tensor], weights: list[Tensor],
