@@ -116,8 +116,9 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=64)
     p.add_argument("--segments", default="0,256,512", help="recompute_segment values (0 = off) for the "
                    "whole-call count at the last shape")
-    p.add_argument("--gates", choices=("triton", "torch"), default="triton",
-                   help="who forms the gate inputs (TITANS_TRITON_GATES): the fused kernels or PyTorch")
+    p.add_argument("--gates", choices=("auto", "triton", "torch"), default="auto",
+                   help="who forms the gate inputs (TITANS_TRITON_GATES; auto = PyTorch when a "
+                   "gradient is needed, as here)")
     p.add_argument("--out", default=None, help="optional JSON")
     args = p.parse_args()
     os.environ["TITANS_TRITON_GATES"] = args.gates

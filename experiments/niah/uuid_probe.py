@@ -24,10 +24,10 @@ from titans.evaluation.niah import NIAHGenerator, depth_grid  # noqa: E402
 from titans.models import TitansLM  # noqa: E402
 
 
-def char_hits(model, samples, batch: int, device: torch.device) -> np.ndarray:
+def char_hits(model, samples, batch: int, device: torch.device) -> tuple[np.ndarray, list[str]]:
     """[n_samples, value_len] bool: teacher-forced argmax right at each value character (bf16
-    autocast on CUDA, as run_niah.py tests)."""
-    rows = []
+    autocast on CUDA, as run_niah.py tests), and the argmax strings."""
+    rows, texts = [], []
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         for i in range(0, len(samples), batch):
             part = samples[i:i + batch]
@@ -39,7 +39,8 @@ def char_hits(model, samples, batch: int, device: torch.device) -> np.ndarray:
             for b, s in enumerate(part):
                 a, n = len(s.input_ids) + 1, len(s.answer)  # +1: the space before the value
                 rows.append((pred[b, a - 1:a - 1 + n] == ids[b, a:a + n]).numpy())
-    return np.stack(rows)
+                texts.append(TOK.decode(pred[b, a - 1:a - 1 + n].tolist()))
+    return np.stack(rows), texts
 
 
 def set_chunk(model, chunk: int) -> None:
@@ -71,14 +72,16 @@ def main() -> None:
         samples = list(gen.sweep("uuid", [length], depth_grid(args.depths), args.samples))
         for chunk in args.chunks:
             set_chunk(model, chunk)
-            hits = char_hits(model, samples, args.batch, device)
+            hits, texts = char_hits(model, samples, args.batch, device)
             depths = [s.depth for s in samples]
             by_depth = {f"{d:.2f}": float(hits[[x == d for x in depths]].all(1).mean())
                         for d in sorted(set(depths))}
             rec = {"length": length, "chunk": chunk, "n": len(samples), "exact": float(hits.all(1).mean()),
                    "char_accuracy": float(hits.mean()), "wrong_chars_per_miss":
                    float((~hits[~hits.all(1)]).sum(1).mean()) if (~hits.all(1)).any() else 0.0,
-                   "char_accuracy_by_position": hits.mean(0).round(3).tolist(), "exact_by_depth": by_depth}
+                   "char_accuracy_by_position": hits.mean(0).round(3).tolist(), "exact_by_depth": by_depth,
+                   "misses": [{"depth": s.depth, "answer": s.answer, "argmax": t}
+                              for s, t in zip(samples, texts) if t != s.answer]}
             results.append(rec)
             print(f"len {length:>6d} chunk {chunk:>3d}: exact {100 * rec['exact']:5.1f}%  chars "
                   f"{100 * rec['char_accuracy']:5.1f}%  wrong/miss {rec['wrong_chars_per_miss']:.1f}  "

@@ -277,14 +277,18 @@ def chunk_gates(theta: Tensor, eta: Tensor, alpha: Tensor, T: int, N: int) -> tu
 
 
 GATES_ENV = "TITANS_TRITON_GATES"
-GATE_BACKENDS = ("triton", "torch")
+GATE_BACKENDS = ("auto", "triton", "torch")
+FUSED_GATE_MAX_CHUNK = 64  # chunk 128: the backward kernel needs 229-262 KiB of shared memory
 
 
 def gate_backend() -> str:
-    """Who forms the gate inputs on the Triton path: ``triton`` (default; one fused kernel per
-    direction, :mod:`.gate_kernels`) or ``torch`` (:func:`chunk_gates`, ~100 ATen ops), set
-    with the environment variable ``TITANS_TRITON_GATES``."""
-    b = os.environ.get(GATES_ENV, "triton")
+    """Who forms the gate inputs on the Triton path (environment variable
+    ``TITANS_TRITON_GATES``): ``triton``, one fused kernel per direction (:mod:`.gate_kernels`);
+    ``torch``, :func:`chunk_gates` (~34 ATen ops forward, ~63 backward); ``auto`` (default), the
+    fused forward when no gradient is needed (chunks ≤ 64) and PyTorch otherwise: measured on the
+    H200 (kernel-notes V10), the fused forward saves 7-10% of the op's forward while the fused
+    backward, spilling registers, costs more than the PyTorch backward."""
+    b = os.environ.get(GATES_ENV, "auto")
     if b not in GATE_BACKENDS:
         raise ValueError(f"{GATES_ENV} must be one of {GATE_BACKENDS}, got {b!r}")
     return b
@@ -303,7 +307,7 @@ class _GateInputsFn(torch.autograd.Function):
         A, c, gn, sn = (torch.empty(BH, NC, N, **kw) for _ in range(4))
         G = torch.empty(BH, NC, N, N, **kw)
         ends = torch.empty(BH, NC, 4, **kw)
-        warps = 8 if N > 64 else 4
+        warps = 4  # measured (V10); ptxas spills 880 B a thread at N = 64, 156 B with 8 warps
         GK.gates_fwd_kernel[(NC, BH)](theta, eta, alpha, A, c, G, ends, gn, sn, NC, TP, (T - 1) % N,
                                       N=N, num_warps=warps)
         ctx.save_for_backward(theta, eta, alpha)
@@ -322,7 +326,7 @@ class _GateInputsFn(torch.autograd.Function):
         grads = [torch.zeros(s, device=theta.device, dtype=torch.float32) if g is None
                  else g.float().contiguous() for g, s in zip((dA, dc, dG, dends, dgn, dsn), shapes)]
         dth, det, dal = (torch.empty_like(theta) for _ in range(3))
-        warps = 8 if N > 64 else 4
+        warps = 16 if N == 64 else 4  # 4 warps at N = 64 spilled 37 KB a thread (V10, measured slow)
         GK.gates_bwd_kernel[(NC, BH)](theta, eta, alpha, *grads, dth, det, dal, NC, TP, (ctx.T - 1) % N,
                                       N=N, num_warps=warps)
         return dth, det, dal, None, None
@@ -332,7 +336,12 @@ def _chunk_gates(theta: Tensor, eta: Tensor, alpha: Tensor, T: int, N: int) -> l
     """Gate inputs ``[B·H, NC, ...]`` from ``[B, H, TP]`` fp32 padded gates, by the backend of
     :func:`gate_backend`."""
     B, H, TP = theta.shape
-    if gate_backend() == "triton":
+    backend = gate_backend()
+    if backend == "triton" and N > FUSED_GATE_MAX_CHUNK:
+        raise ValueError(f"{GATES_ENV}=triton supports chunks up to {FUSED_GATE_MAX_CHUNK}, got {N}; "
+                         "use auto or torch")
+    needs_grad = torch.is_grad_enabled() and any(g.requires_grad for g in (theta, eta, alpha))
+    if backend == "triton" or (backend == "auto" and not needs_grad and N <= FUSED_GATE_MAX_CHUNK):
         flat = [g.reshape(B * H, TP).contiguous() for g in (theta, eta, alpha)]
         return list(_GateInputsFn.apply(*flat, T, N))
     return [x.reshape(B * H, *x.shape[2:]).contiguous() for x in chunk_gates(theta, eta, alpha, T, N)]
