@@ -1,9 +1,11 @@
 """Autograd wrapper and host-side preparation for the Triton memory kernels.
 
-The gate coefficients (A, c, G and the end-of-chunk scalars/rows) are formed in PyTorch,
-batched over all chunks, and enter the kernels as inputs: their gradients come back from the
-backward kernel and flow to θ, η, α through PyTorch autograd. Everything per chunk (keys
-forward, deltas, query pass, state update, and their backward) runs inside the kernels.
+The gate coefficients (A, c, G and the end-of-chunk scalars/rows) are formed batched over all
+chunks — by PyTorch (``chunk_gates``) or by the fused kernels of ``gate_kernels.py``
+(``TITANS_TRITON_GATES``, :func:`gate_backend`) — and enter the memory kernels as inputs: their
+gradients come back from the backward kernel and flow to θ, η, α through autograd. Everything
+per chunk (keys forward, deltas, query pass, state update, and their backward) runs inside the
+memory kernels.
 """
 
 from __future__ import annotations
