@@ -45,8 +45,9 @@ def _products(al_ptr, et_ptr, base, t, i, N: tl.constexpr, EXCLUSIVE: tl.constex
 
 
 @triton.jit
-def gates_fwd_kernel(th_ptr, et_ptr, al_ptr, A_ptr, c_ptr, G_ptr, ends_ptr, gn_ptr, sn_ptr,
-                     NC, TP, last_of_last, N: tl.constexpr):
+def _chunk(th_ptr, et_ptr, al_ptr, NC, TP, last_of_last, N: tl.constexpr):
+    """This program's chunk: its offset, index vectors, θ, the products pa, pe, their first
+    columns pa0, pe0 and first factors x0, e0, and the index of its last real token."""
     ch = tl.program_id(0)
     bh = tl.program_id(1)
     base = bh * TP + ch * N
@@ -57,12 +58,22 @@ def gates_fwd_kernel(th_ptr, et_ptr, al_ptr, A_ptr, c_ptr, G_ptr, ends_ptr, gn_p
     pa, pe = _products(al_ptr, et_ptr, base, t, i, N, False)
     x0 = 1.0 - tl.load(al_ptr + base)
     e0 = tl.load(et_ptr + base)
-    A = x0 * tl.sum(tl.where(i == 0, pa, 0.0), axis=1)
-    E = e0 * tl.sum(tl.where(i == 0, pe, 0.0), axis=1)
+    pa0 = tl.sum(tl.where(i == 0, pa, 0.0), axis=1)
+    pe0 = tl.sum(tl.where(i == 0, pe, 0.0), axis=1)
+    last = tl.where(ch == NC - 1, last_of_last, N - 1)
+    return ch, bh, base, r, t, i, th, pa, pe, pa0, pe0, x0, e0, last
+
+
+@triton.jit
+def gates_fwd_kernel(th_ptr, et_ptr, al_ptr, A_ptr, c_ptr, G_ptr, ends_ptr, gn_ptr, sn_ptr,
+                     NC, TP, last_of_last, N: tl.constexpr):
+    ch, bh, base, r, t, i, th, pa, pe, pa0, pe0, x0, e0, last = _chunk(th_ptr, et_ptr, al_ptr, NC, TP,
+                                                                      last_of_last, N)
+    A = x0 * pa0
+    E = e0 * pe0
     G = tl.dot(pa, pe, input_precision="ieee") * th[None, :]
     c = tl.sum(pa * E[None, :], axis=1)
     sn = tl.sum(tl.where(t == N - 1, pe, 0.0), axis=0) * th
-    last = tl.where(ch == NC - 1, last_of_last, N - 1)
     gn = tl.sum(tl.where(t == last, G, 0.0), axis=0)
     at_last = r == last
     a_l = tl.sum(tl.where(at_last, A, 0.0))
@@ -82,20 +93,9 @@ def gates_fwd_kernel(th_ptr, et_ptr, al_ptr, A_ptr, c_ptr, G_ptr, ends_ptr, gn_p
 @triton.jit
 def gates_bwd_kernel(th_ptr, et_ptr, al_ptr, dA_ptr, dc_ptr, dG_ptr, dends_ptr, dgn_ptr, dsn_ptr,
                      dth_ptr, det_ptr, dal_ptr, NC, TP, last_of_last, N: tl.constexpr):
-    ch = tl.program_id(0)
-    bh = tl.program_id(1)
-    base = bh * TP + ch * N
-    r = tl.arange(0, N)
-    t = r[:, None]
-    i = r[None, :]
-    th = tl.load(th_ptr + base + r)
-    pa, pe = _products(al_ptr, et_ptr, base, t, i, N, False)
-    x0 = 1.0 - tl.load(al_ptr + base)
-    e0 = tl.load(et_ptr + base)
-    pa0 = tl.sum(tl.where(i == 0, pa, 0.0), axis=1)
-    pe0 = tl.sum(tl.where(i == 0, pe, 0.0), axis=1)
+    ch, bh, base, r, t, i, th, pa, pe, pa0, pe0, x0, e0, last = _chunk(th_ptr, et_ptr, al_ptr, NC, TP,
+                                                                      last_of_last, N)
     E = e0 * pe0
-    last = tl.where(ch == NC - 1, last_of_last, N - 1)
     at_last = r == last
     out = (bh * NC + ch) * N
     dends = dends_ptr + (bh * NC + ch) * 4
