@@ -137,3 +137,15 @@ def test_babilong_determinism_and_errors():
         BabilongGenerator(BYTE.encode).sample("qa1", 20)
     assert first_word_match(" office.\nQuestion", "office") == 1.0
     assert first_word_match(" the office", "office") == 0.0
+
+
+@pytest.mark.parametrize(("task", "smallest"), [("qa1", 1), ("qa2", 2), ("qa3", 3), ("qa4", 1), ("qa5", 4)])
+def test_smallest_story_generates_and_one_fewer_is_refused(task, smallest):
+    """Every count the bound allows yields a consistent story (a curriculum starts there); one
+    fewer is a clear error, not a generation failure after 1,000 tries."""
+    for seed in range(5):
+        s = generate_story(task, random.Random(seed), smallest)
+        assert len(s.facts) == smallest
+        assert answer(s.question, s.facts) == s.answer
+    with pytest.raises(ValueError, match=f"num_facts for {task}"):
+        generate_story(task, random.Random(0), smallest - 1)

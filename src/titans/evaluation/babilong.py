@@ -229,7 +229,9 @@ def generate_story(task: str, rng: random.Random, num_facts: int | None = None) 
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     n = DEFAULT_FACTS[task] if num_facts is None else num_facts
-    low = {"qa1": 1, "qa2": 2, "qa3": 3, "qa4": 1, "qa5": 3}[task]
+    # The smallest story that can ask the question: qa2 a pick-up after a move, qa3 two moves of a
+    # carried object, qa5 a give (two actors moved into one room, a pick-up, the give).
+    low = {"qa1": 1, "qa2": 2, "qa3": 3, "qa4": 1, "qa5": 4}[task]
     high = 5 if task == "qa4" else 10_000
     if not isinstance(n, int) or not low <= n <= high:
         raise ValueError(f"num_facts for {task} must be an int in [{low}, {high}], got {n!r}")
