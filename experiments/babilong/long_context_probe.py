@@ -80,7 +80,9 @@ def stream(model: TitansLM, tok: ByteTokenizer, args: argparse.Namespace) -> lis
                     if args.anchor_decay:
                         for m, c, w0 in zip(modules, mems, inits):
                             if c.anchor is not None:
-                                raise ValueError("--anchor-decay needs --piece a multiple of the chunk")
+                                raise ValueError("--anchor-decay needs each piece to end on a memory "
+                                                 "chunk boundary: --piece a multiple of the chunk "
+                                                 "and a model without persistent tokens")
                             lost = (1 - kept[id(m)])[..., None, None]
                             c.state = MemoryState(tuple(w + lost * i for w, i in zip(c.state.weights, w0)),
                                                   c.state.momentum)
