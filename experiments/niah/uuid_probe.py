@@ -1,5 +1,8 @@
 """Where a trained model's UUID answers go wrong: per-character teacher-forced accuracy of the
 36-character value, by needle depth, and the effect of the memory's chunk size at test time.
+For a MAC model also by where the needle lies against its segments: ``gap`` = segment of the
+answer's first byte − segment of the needle's last byte (0: the needle is inside the attention
+window of the answer; 1: in the segment before, so it must come back from the memory; ...).
 
 Uses run_niah.py's test generator (seed 1234, same samples) on a model exported by
 ``run_niah.py --export``; CPU is enough at 1K-4K (``--device cuda`` for longer):
@@ -43,6 +46,12 @@ def char_hits(model, samples, batch: int, device: torch.device) -> tuple[np.ndar
     return np.stack(rows), texts
 
 
+def segment_gap(sample, segment: int) -> int:
+    """Segments between the needle's last byte and the answer's first (byte tokens)."""
+    needle_end = len(TOK.encode(sample.prompt[:sample.prompt.index(sample.needle) + len(sample.needle)])) - 1
+    return len(sample.input_ids) // segment - needle_end // segment
+
+
 def set_chunk(model, chunk: int) -> None:
     for m in model.modules():
         cfg = getattr(m, "config", None)
@@ -76,16 +85,22 @@ def main() -> None:
             depths = [s.depth for s in samples]
             by_depth = {f"{d:.2f}": float(hits[[x == d for x in depths]].all(1).mean())
                         for d in sorted(set(depths))}
+            segment = model.config.segment_len if model.config.variant == "mac" else None
+            gaps = [segment_gap(s, segment) if segment else None for s in samples]
+            by_gap = {} if segment is None else {  # gap -> [exact, samples]
+                str(g): [int(hits[[x == g for x in gaps]].all(1).sum()), gaps.count(g)]
+                for g in sorted(set(gaps))}
             rec = {"length": length, "chunk": chunk, "n": len(samples), "exact": float(hits.all(1).mean()),
                    "char_accuracy": float(hits.mean()), "wrong_chars_per_miss":
                    float((~hits[~hits.all(1)]).sum(1).mean()) if (~hits.all(1)).any() else 0.0,
                    "char_accuracy_by_position": hits.mean(0).round(3).tolist(), "exact_by_depth": by_depth,
-                   "misses": [{"depth": s.depth, "answer": s.answer, "argmax": t}
-                              for s, t in zip(samples, texts) if t != s.answer]}
+                   "exact_by_segment_gap": by_gap,
+                   "misses": [{"depth": s.depth, "answer": s.answer, "argmax": t, "segment_gap": g}
+                              for s, t, g in zip(samples, texts, gaps) if t != s.answer]}
             results.append(rec)
             print(f"len {length:>6d} chunk {chunk:>3d}: exact {100 * rec['exact']:5.1f}%  chars "
                   f"{100 * rec['char_accuracy']:5.1f}%  wrong/miss {rec['wrong_chars_per_miss']:.1f}  "
-                  f"by depth {by_depth}", flush=True)
+                  f"by depth {by_depth}  right/n by segment gap {by_gap}", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
 
