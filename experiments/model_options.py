@@ -22,11 +22,14 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--momentum-form", choices=["heavy_ball", "ema"], default=None,
                    help="memory momentum: heavy_ball (the library's default, the paper's) or ema "
                         "(θ scaled by 1 − η: bounded steady step)")
+    p.add_argument("--forget-target", choices=["zero", "init"], default=None,
+                   help="what the memory's forget gate decays towards: zero (the library's default, "
+                        "the paper's) or the learned initial memory (PyTorch path only)")
 
 
 def memory_overrides(args: argparse.Namespace) -> dict:
     """NeuralMemoryConfig keywords of the options given (the library's defaults for the rest)."""
-    names = ("alpha_init", "value_norm", "momentum_form")
+    names = ("alpha_init", "value_norm", "momentum_form", "forget_target")
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 

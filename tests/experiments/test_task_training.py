@@ -209,3 +209,12 @@ def test_build_model_starts_from_an_exported_model_with_the_same_config(run_niah
     assert any(not torch.equal(a, c) for a, c in zip(exported.parameters(), fresh.parameters()))
     with pytest.raises(ValueError, match="n_layers"):
         task_training.build_model("mac", _train_args(run_niah, *tiny[:2], "--init", str(tmp_path)), cpu)
+
+
+def test_model_config_passes_the_forget_target(run_niah, task_training):
+    """``--forget-target init`` reaches every memory variant's config; absent, the library's default."""
+    for name in ("lmm", "mac", "mag"):
+        default = task_training.model_config(name, _train_args(run_niah)).memory_config()
+        assert default.forget_target == "zero"
+        args = _train_args(run_niah, "--forget-target", "init")
+        assert task_training.model_config(name, args).memory_config().forget_target == "init"

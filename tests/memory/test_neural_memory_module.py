@@ -42,6 +42,37 @@ def test_piecewise_equals_whole(pieces, depth):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("pieces", [[3, 8, 1, 13, 4], [16, 14]])
+def test_forget_to_init_piecewise_equals_whole_and_matches_reference(pieces):
+    """``forget_target="init"``: the layer is the reference op with W̄ = its learned initial
+    memory, streams piece by piece exactly, trains that initial memory through the decay too,
+    and differs from the paper's forgetting towards zero."""
+    torch.manual_seed(0)
+    m = make(depth=2, forget_target="init", alpha_init=0.3)
+    x = torch.randn(2, sum(pieces), 32, dtype=torch.float64)
+    y, full = m(x)
+    q, k, v, _ = m._qkv(x, None)
+    y_ref, _ = neural_memory_reference(q, k, v, *(g.double() for g in m._gates(x)), m.initial_state(),
+                                       chunk_size=8,
+                                       forget_target=m.initial_state().weights)
+    torch.testing.assert_close(y, m._output(x, y_ref), rtol=1e-10, atol=1e-10)
+    outs, cache, i = [], None, 0
+    for n in pieces:
+        out, cache = m(x[:, i:i + n], cache)
+        outs.append(out)
+        i += n
+    torch.testing.assert_close(torch.cat(outs, 1), y, rtol=1e-10, atol=1e-10)
+    for a, b in zip(cache.state.weights, full.state.weights):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    zero = make(depth=2, alpha_init=0.3)
+    zero.load_state_dict(m.state_dict())
+    assert (zero(x)[0] - y).abs().max() > 1e-4
+    # W̄ = M_0 gets gradient from the decay term as well as from being the start state
+    (g_init,) = torch.autograd.grad(y.square().sum(), [m.memory_init[0]])
+    (g_zero,) = torch.autograd.grad(zero(x)[0].square().sum(), [zero.memory_init[0]])
+    assert (g_init - g_zero).abs().max() > 1e-6
+
+
 def test_layer_matches_reference_op():
     """The layer's memory read-out equals the token-by-token reference on its own q/k/v/gates."""
     m = make(depth=2)
@@ -128,6 +159,7 @@ def test_learns_to_recall_in_context():
     ({"eta_init": 1.0}, "eta_init"), ({"theta_max": -1.0}, "theta_max"), ({"conv_kernel": -1}, "conv_kernel"),
     ({"value_norm": "l2"}, "value_norm"), ({"eta_max": 1.5}, "eta_max"), ({"eta_max": 0.5}, "eta_init"),
     ({"recompute_segment": 0}, "recompute_segment"), ({"recompute_segment": 100}, "recompute_segment"),
+    ({"forget_target": "half"}, "forget_target"),
 ])
 def test_config_errors(kw, match):
     with pytest.raises(ValueError, match=match):

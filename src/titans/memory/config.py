@@ -9,6 +9,7 @@ from titans.ops.neural_memory.state import ACTIVATIONS, check_recompute_segment
 OUTPUT_GATES = ("silu", "sigmoid", "none")
 VALUE_NORMS = ("none", "rms")
 MOMENTUM_FORMS = ("heavy_ball", "ema")
+FORGET_TARGETS = ("zero", "init")
 
 
 def default_theta_max(depth: int, chunk_size: int, hidden_dim: int, theta_scale: float) -> float:
@@ -51,6 +52,11 @@ class NeuralMemoryConfig:
     the memory fits it; ``"none"`` (default) keeps the paper's raw values. Large values make the
     deep memory's inner step diverge on runs of repeated tokens (docs/design.md, "Inner learning
     rate bound"); the memory output is RMS-normalised anyway, so only the write strength changes.
+    forget_target: what the forget gate α decays the memory towards: ``"zero"`` (default, the
+    paper's ``M_t = (1 − α_t) M_{t−1} + S_t``) or ``"init"``, the learned initial memory M_0
+    (``M_t = (1 − α_t) M_{t−1} + α_t M_0 + S_t``). With a small α the first keeps shrinking M_0
+    long after the training length, so the state drifts past it (docs/design.md, "Forget
+    target"); ``"init"`` keeps M_0 and forgets only what was written. PyTorch path only.
     recompute_segment: ``None`` (default) or a multiple of ``chunk_size``: training-time memory
     saving — the op runs in segments of this many tokens under activation checkpointing and
     recomputes each segment's forward in the backward pass (same outputs and gradients; one
@@ -81,6 +87,7 @@ class NeuralMemoryConfig:
     learn_init: bool = True
     norm_eps: float = 1e-6
     recompute_segment: int | None = None
+    forget_target: str = "zero"
 
     def __post_init__(self) -> None:
         def positive_int(name: str, value: object, allow_zero: bool = False) -> None:
@@ -113,6 +120,8 @@ class NeuralMemoryConfig:
         if self.momentum_form not in MOMENTUM_FORMS:
             raise ValueError(f"momentum_form must be one of {MOMENTUM_FORMS}, got {self.momentum_form!r}")
         check_recompute_segment(self.recompute_segment, self.chunk_size)
+        if self.forget_target not in FORGET_TARGETS:
+            raise ValueError(f"forget_target must be one of {FORGET_TARGETS}, got {self.forget_target!r}")
         if self.value_norm not in VALUE_NORMS:
             raise ValueError(f"value_norm must be one of {VALUE_NORMS}, got {self.value_norm!r}")
         if not self.theta_scale > 0:

@@ -238,24 +238,27 @@ class NeuralMemory(nn.Module):
         n_tail = (T - n_head) % b if need_cache else 0
         pieces = []
         seq = (q, k, v, theta, eta, alpha)
+        target = self.initial_state().weights if self.config.forget_target == "init" else None
         if n_head:
             part = [t[:, :n_head] for t in seq]
             y, w, m, anchor = chunked_neural_memory(
                 *part, list(state.weights), list(state.momentum), b, self.config.activation,
-                anchor=list(anchor), offset=offset)
+                anchor=list(anchor), offset=offset, forget_target=None if target is None else list(target))
             state, anchor = MemoryState(tuple(w), tuple(m)), tuple(anchor)
             offset = (offset + n_head) % b
             pieces.append(y)
         if T - n_head - n_tail:
             part = [t[:, n_head:T - n_tail] for t in seq]
             y, state = neural_memory(*part, state, chunk_size=b, activation=self.config.activation,
-                                     recompute_segment=self.config.recompute_segment)
+                                     recompute_segment=self.config.recompute_segment,
+                                     forget_target=target)
             pieces.append(y)
         if n_tail:
             anchor = state.weights
             part = [t[:, T - n_tail:] for t in seq]
             y, state = neural_memory(*part, state, chunk_size=b, activation=self.config.activation,
-                                     recompute_segment=self.config.recompute_segment)
+                                     recompute_segment=self.config.recompute_segment,
+                                     forget_target=target)
             offset = n_tail
             pieces.append(y)
         y = torch.cat(pieces, dim=1) if pieces else q.new_zeros(q.shape)

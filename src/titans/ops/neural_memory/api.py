@@ -10,7 +10,13 @@ from torch.utils.checkpoint import checkpoint
 
 from . import triton as triton_backend
 from .chunked import chunked_neural_memory
-from .state import MemoryState, broadcast_state, check_recompute_segment, validate_inputs
+from .state import (
+    MemoryState,
+    broadcast_state,
+    check_forget_target,
+    check_recompute_segment,
+    validate_inputs,
+)
 
 BACKENDS = ("auto", "torch", "triton")
 BACKEND_ENV = "TITANS_NEURAL_MEMORY_BACKEND"  # process-wide override of backend="auto"
@@ -67,6 +73,7 @@ def neural_memory(
     check_gates: bool = False,
     backend: str = "auto",
     recompute_segment: int | None = None,
+    forget_target: tuple[Tensor, ...] | list[Tensor] | None = None,
 ) -> tuple[Tensor, MemoryState]:
     """Neural long-term memory (Titans, eq. 12–16), chunk-parallel and differentiable.
 
@@ -93,6 +100,10 @@ def neural_memory(
             recomputes each segment's forward in the backward pass: the op's stored
             intermediates shrink to one segment's plus one state per segment boundary, at the cost
             of a second forward. Same result (chunks still count from the call's start).
+        forget_target: ``None`` (default, the paper's ``W_t = (1 − α_t) W_{t−1} + S_t``: α
+            forgets towards zero) or one tensor per layer, ``[H | B,H, d_i, d_{i+1}]``, that α
+            forgets towards instead: ``W_t = (1 − α_t) W_{t−1} + α_t W̄ + S_t`` (differentiable in
+            W̄). PyTorch path only: ``auto`` takes it, ``triton`` raises.
 
     Returns:
         ``y [B, T, H, D]`` with ``y_t = M(q_t; W_t)`` after token t's update, and the new
@@ -100,12 +111,19 @@ def neural_memory(
     """
     validate_inputs(q, k, v, theta, eta, alpha, state, chunk_size, activation, check_gates)
     check_recompute_segment(recompute_segment, chunk_size)
+    check_forget_target(forget_target, state)
+    if forget_target is not None:
+        if backend == "triton" or (backend == "auto" and os.environ.get(BACKEND_ENV) == "triton"):
+            raise ValueError("backend='triton' cannot run this call: forget_target is supported "
+                             "on the PyTorch path only (use backend='auto' or 'torch')")
+        backend = "torch"
     weights, momentum = broadcast_state(state, q.shape[0])
-    backward = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (q, k, v, theta, eta, alpha, *weights, *momentum))
+    target = None if forget_target is None else list(forget_target)
+    backward = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (
+        q, k, v, theta, eta, alpha, *weights, *momentum, *(target or [])))
     if backward and recompute_segment is not None and q.shape[1] > recompute_segment:
         return _recomputed_segments(q, k, v, theta, eta, alpha, weights, momentum, chunk_size,
-                                    activation, backend, recompute_segment)
+                                    activation, backend, recompute_segment, target)
     if select_backend(backend, q, weights, chunk_size, activation, backward) == "triton":
         y, new_w, new_s = triton_backend.triton_chunked_memory(
             q, k, v, theta, eta, alpha, weights, momentum, chunk_size, activation)
@@ -113,13 +131,14 @@ def neural_memory(
         momentum = [n.to(m.dtype) for n, m in zip(new_s, momentum)]
         return y, MemoryState(tuple(weights), tuple(momentum))
     y, weights, momentum, _ = chunked_neural_memory(
-        q, k, v, theta, eta, alpha, weights, momentum, chunk_size, activation)
+        q, k, v, theta, eta, alpha, weights, momentum, chunk_size, activation, forget_target=target)
     return y, MemoryState(tuple(weights), tuple(momentum))
 
 
 def _recomputed_segments(q: Tensor, k: Tensor, v: Tensor, theta: Tensor, eta: Tensor, alpha: Tensor,
                          weights: list[Tensor], momentum: list[Tensor], chunk_size: int, activation: str,
-                         backend: str, segment: int) -> tuple[Tensor, MemoryState]:
+                         backend: str, segment: int, target: list[Tensor] | None = None
+                         ) -> tuple[Tensor, MemoryState]:
     """:func:`neural_memory` over segments of ``segment`` tokens, each under non-reentrant
     activation checkpointing: the forward keeps only each segment's inputs (views of the call's)
     and the state entering it; the backward re-runs one segment's forward at a time.
@@ -147,13 +166,16 @@ def _recomputed_segments(q: Tensor, k: Tensor, v: Tensor, theta: Tensor, eta: Te
             y, *state = checkpoint(run_triton, q_s, k_s, v_s, *gates_s, *state, use_reentrant=False)
             ys.append(y)
     else:
-        def run(q, k, v, theta, eta, alpha, *state):
+        n_target = 0 if target is None else depth
+
+        def run(q, k, v, theta, eta, alpha, *rest):
+            tgt, state = rest[:n_target] or None, rest[n_target:]
             y, new = neural_memory(q, k, v, theta, eta, alpha, MemoryState(state[:depth], state[depth:]),
-                                   chunk_size, activation, backend="torch")
+                                   chunk_size, activation, backend="torch", forget_target=tgt)
             return (y, *new.weights, *new.momentum)
 
         for part in zip(*(x.split(segment, dim=1) for x in (q, k, v, theta, eta, alpha))):
-            y, *state = checkpoint(run, *part, *state, use_reentrant=False)
+            y, *state = checkpoint(run, *part, *(target or []), *state, use_reentrant=False)
             ys.append(y)
     state = [t.to(dtype) for t, dtype in zip(state, dtypes)]
     return torch.cat(ys, dim=1), MemoryState(tuple(state[:depth]), tuple(state[depth:]))

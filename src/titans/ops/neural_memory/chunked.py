@@ -10,7 +10,10 @@ output-gradient row. Unrolling ``S_t = η_t S_{t-1} - θ_t u_t`` and ``W_t = a_t
     G[t, i] = θ_i Σ_{s=i..t} (A_t/A_s)(E_s/E_i)        (b×b, lower triangular)
 
 so the query pass of layer l is ``diag(A) X W + diag(c) X S - (G ⊙ X Xkᵀ) Δ`` (the dual form:
-no per-token weights), and the chunk's end state uses the last row of ``G``. Products of gates
+no per-token weights), and the chunk's end state uses the last row of ``G``. With a forget
+target W̄ (``W_t = a_t W_{t-1} + α_t W̄ + S_t``, forgetting towards W̄ instead of towards zero)
+the deviation ``W_t − W̄`` follows the recurrence above, so ``W_t`` gains ``(1 − A_t) W̄`` and
+the query pass the term ``diag(1 − A) X W̄``. Products of gates
 are formed by ``cumprod`` over masked matrices, never as ratios of cumulative products, so
 ``η = 0`` or ``α = 1`` are exact and gradients through zeros stay finite.
 """
@@ -95,10 +98,12 @@ def chunk_step(
     v: Tensor,
     gm: GateMatrices,
     activation: str,
+    target: list[Tensor] | None = None,
 ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """One chunk of n tokens. anchor/weights/momentum[l]: ``[B, H, d_l, d_{l+1}]``; q, k, v:
     ``[B, H, n, D]``; gm with leading ``[B, H]``. Gradients are taken at ``anchor`` (the weights
-    at the start of the chunk); the recurrence starts from ``(weights, momentum)``.
+    at the start of the chunk); the recurrence starts from ``(weights, momentum)``; ``target``
+    (per layer, broadcastable to the weights) is the forget target W̄, None for zero.
     Returns ``y: [B, H, n, D]`` and the state after the chunk.
     """
     act, act_grad = get_activation(activation)
@@ -121,14 +126,17 @@ def chunk_step(
     h = q
     for layer in range(depth):
         scores = gm.G * (h @ inputs[layer].mT)
-        h = A * (h @ weights[layer]) + c * (h @ momentum[layer]) - scores @ deltas[layer]
-        if layer < depth - 1:
-            h = act(h)
+        out = A * (h @ weights[layer]) + c * (h @ momentum[layer]) - scores @ deltas[layer]
+        if target is not None:
+            out = out + (1.0 - A) * (h @ target[layer])
+        h = act(out) if layer < depth - 1 else out
     # State after the chunk's last token.
     A_n, c_n, E_n = (x[..., -1, None, None] for x in (gm.A, gm.c, gm.E))
     g_n, s_n = gm.G[..., -1, :, None], gm.s_last.unsqueeze(-1)
     new_w = [A_n * w + c_n * s - x.mT @ (g_n * d)
              for w, s, x, d in zip(weights, momentum, inputs, deltas)]
+    if target is not None:
+        new_w = [w + (1.0 - A_n) * g for w, g in zip(new_w, target)]
     new_s = [E_n * s - x.mT @ (s_n * d) for s, x, d in zip(momentum, inputs, deltas)]
     return h, new_w, new_s
 
@@ -169,8 +177,10 @@ def chunked_neural_memory(
     activation: str,
     anchor: list[Tensor] | None = None,
     offset: int = 0,
+    forget_target: list[Tensor] | None = None,
 ) -> tuple[Tensor, list[Tensor], list[Tensor], list[Tensor]]:
-    """Chunked memory over ``[B, T, H, D]`` inputs from a ``[B, H, ...]`` state.
+    """Chunked memory over ``[B, T, H, D]`` inputs from a ``[B, H, ...]`` state; ``forget_target``
+    (one tensor per layer, broadcastable to its weights, or None for zero) is what α forgets towards.
 
     ``offset`` tokens of the current chunk were already consumed by an earlier call whose
     chunk-start weights are ``anchor``; the first chunk here is then ``chunk_size - offset``
@@ -182,6 +192,7 @@ def chunked_neural_memory(
     qh, kh, vh = (x.to(cdtype).transpose(1, 2) for x in (q, k, v))  # [B, H, T, D]
     th, et, al = (g.to(cdtype).transpose(1, 2) for g in (theta, eta, alpha))  # [B, H, T]
     bounds = chunk_bounds(T, chunk_size, offset)
+    target = None if forget_target is None else [g.to(cdtype) for g in forget_target]
 
     # Gate coefficients of all full, aligned chunks at once (in the state dtype, outside
     # autocast: they multiply fp32 state); partial chunks get their own.
@@ -207,7 +218,7 @@ def chunked_neural_memory(
             gm = GateMatrices(*(x[:, :, i - full[0]] for x in batched))
         step = _COMPILED.get("step", chunk_step)
         y, weights, momentum = step(chunk_anchor, weights, momentum, qh[:, :, s:e],
-                                          kh[:, :, s:e], vh[:, :, s:e], gm, activation)
+                                    kh[:, :, s:e], vh[:, :, s:e], gm, activation, target)
         ys.append(y)
     y = torch.cat(ys, dim=2) if ys else qh.new_zeros(B, H, 0, D)
     ends_inside_chunk = (offset + T) % chunk_size != 0

@@ -2,9 +2,9 @@
 
 Each token's gradient is taken with ``torch.autograd.grad`` on the literal loss
 ``0.5 * ||M(k_t; W_anchor) - v_t||^2`` at the weights from the start of its chunk, then
-``S_t = eta_t S_{t-1} - theta_t u_t``, ``W_t = (1 - alpha_t) W_{t-1} + S_t`` and
-``y_t = M(q_t; W_t)``. ``create_graph=True`` keeps it differentiable, so its gradients are a
-reference too. Cost: O(T) Python steps; use it on small shapes only.
+``S_t = eta_t S_{t-1} - theta_t u_t``, ``W_t = (1 - alpha_t) W_{t-1} + alpha_t W̄ + S_t`` (W̄ the
+forget target, zero unless given) and ``y_t = M(q_t; W_t)``. ``create_graph=True`` keeps it
+differentiable, so its gradients are a reference too. Cost: O(T) Python steps; use it on small shapes only.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .activations import get_activation
-from .state import MemoryState, broadcast_state, validate_inputs
+from .state import MemoryState, broadcast_state, check_forget_target, validate_inputs
 
 
 def memory_mlp(x: Tensor, weights: list[Tensor] | tuple[Tensor, ...], activation: str) -> Tensor:
@@ -41,6 +41,7 @@ def neural_memory_reference(
     chunk_size: int = 64,
     activation: str = "gelu",
     check_gates: bool = False,
+    forget_target: tuple[Tensor, ...] | list[Tensor] | None = None,
 ) -> tuple[Tensor, MemoryState]:
     """Token-by-token reference of :func:`titans.ops.neural_memory` (same contract).
 
@@ -48,10 +49,12 @@ def neural_memory_reference(
     the state after the last token (with batch dimension).
     """
     validate_inputs(q, k, v, theta, eta, alpha, state, chunk_size, activation, check_gates)
+    check_forget_target(forget_target, state)
     B, T, H, D = q.shape
     weights, momentum = broadcast_state(state, B)
+    target = None if forget_target is None else list(forget_target)
     track = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (q, k, v, theta, eta, alpha, *weights, *momentum))
+        t.requires_grad for t in (q, k, v, theta, eta, alpha, *weights, *momentum, *(target or [])))
     ys = []
     with torch.enable_grad():
         anchor = weights
@@ -70,6 +73,8 @@ def neural_memory_reference(
             decay = 1.0 - alpha[:, t, :, None, None]
             momentum = [et * s - th * u for s, u in zip(momentum, grads)]
             weights = [decay * w + s for w, s in zip(weights, momentum)]
+            if target is not None:
+                weights = [w + (1.0 - decay) * g for w, g in zip(weights, target)]
             ys.append(memory_mlp(qt, weights, activation)[:, :, 0])  # [B, H, D]
     if T == 0:
         y = q.new_zeros(B, 0, H, D)

@@ -45,6 +45,20 @@ def check_recompute_segment(recompute_segment: int | None, chunk_size: int) -> N
                          f"{chunk_size}, got {recompute_segment!r}")
 
 
+def check_forget_target(forget_target, state: MemoryState) -> None:
+    """``forget_target`` must be ``None`` or one tensor per memory layer, each broadcastable to
+    that layer's weights ``[B, H, d_i, d_{i+1}]`` (``[H, d_i, d_{i+1}]`` or the same shape)."""
+    if forget_target is None:
+        return
+    if not isinstance(forget_target, (list, tuple)) or len(forget_target) != len(state.weights):
+        raise ValueError(f"forget_target must be None or {len(state.weights)} tensors (one per memory "
+                         f"layer), got {type(forget_target).__name__}")
+    for i, (g, w) in enumerate(zip(forget_target, state.weights)):
+        if not isinstance(g, Tensor) or g.dim() not in (3, 4) or g.shape[-3:] != w.shape[-3:]:
+            raise ValueError(f"forget_target[{i}] must be [H, d_i, d_i+1] or [B, H, d_i, d_i+1] "
+                             f"= {tuple(w.shape[-3:])} at the end, got shape {_shape(g)}")
+
+
 def check_activation(activation: str) -> None:
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
