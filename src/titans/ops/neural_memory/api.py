@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 from torch import Tensor
@@ -20,6 +21,7 @@ from .state import (
 
 BACKENDS = ("auto", "torch", "triton")
 BACKEND_ENV = "TITANS_NEURAL_MEMORY_BACKEND"  # process-wide override of backend="auto"
+_WARNED_TARGET_ON_CUDA = False  # forget_target sends a CUDA call to the PyTorch path: said once
 
 
 def select_backend(backend: str, q: Tensor, weights, chunk_size: int, activation: str = "gelu",
@@ -116,6 +118,11 @@ def neural_memory(
         if backend == "triton" or (backend == "auto" and os.environ.get(BACKEND_ENV) == "triton"):
             raise ValueError("backend='triton' cannot run this call: forget_target is supported "
                              "on the PyTorch path only (use backend='auto' or 'torch')")
+        global _WARNED_TARGET_ON_CUDA
+        if backend == "auto" and q.is_cuda and not _WARNED_TARGET_ON_CUDA:
+            _WARNED_TARGET_ON_CUDA = True
+            warnings.warn("neural_memory: forget_target runs on the PyTorch path (the Triton kernels "
+                          "do not take it yet), which is several times slower on CUDA", stacklevel=2)
         backend = "torch"
     weights, momentum = broadcast_state(state, q.shape[0])
     target = None if forget_target is None else list(forget_target)
