@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-RUNS = ["zero_a1e-4", "init_a1e-4", "zero_a1e-2", "init_a1e-2"]
+RUNS = ["zero_a1e-4", "init_a1e-4", "zero_a1e-2", "init_a1e-2", "mac_zero_a1e-2", "mac_init_a1e-2"]
 AT = [4096, 16384, 32768, 65536]
 
 
@@ -27,7 +27,7 @@ def main(root: Path) -> None:
         rows = {r["position"]: r for r in json.loads(stream.read_text())["rows"]}
         log = (root / f"train_{run}.log").read_text()
         ppl = re.search(r"→ ([\d.]+) after", log)
-        target, alpha = run.split("_a")
+        target, alpha = run.removeprefix("mac_").split("_a")
         losses = " | ".join(f"{rows[p]['loss']:.2f}" for p in AT)
         print(f"| {run} | {target} | {alpha} | {ppl.group(1) if ppl else '?'} | {losses} | "
               f"{rows[AT[0]]['w_first'][0]:.1f} → {rows[AT[-1]]['w_first'][0]:.1f} |")
