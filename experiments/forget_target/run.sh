@@ -22,4 +22,8 @@ for run in zero_a1e-4 init_a1e-4 zero_a1e-2 init_a1e-2 mac_zero_a1e-2 mac_init_a
     --model "runs/forget_target/$run/checkpoints/step-0000600" --stream 65536 --piece 4096 \
     --out "$out/stream_$run.json" > "$out/stream_$run.log"
 done
+for run in zero_a1e-2 init_a1e-2; do  # the README's evaluation: fresh segments vs the carried stream
+  OMP_NUM_THREADS=2 titans eval lm "runs/forget_target/$run" --mode segments stream \
+    --json "$out/eval_lm_$run.json" --quiet > "$out/eval_lm_$run.log"
+done
 python3 experiments/forget_target/table.py "$out"
