@@ -70,11 +70,18 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--forget-target", choices=["zero", "init"], default=None,
+                   help="override the memory's forget target at test time (default: the model's)")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     model = TitansLM.from_pretrained(args.model, map_location=device).eval()
+    if args.forget_target is not None:
+        for m in model.modules():
+            cfg = getattr(m, "config", None)
+            if cfg is not None and hasattr(cfg, "forget_target"):
+                cfg.forget_target = args.forget_target
     gen = NIAHGenerator(TOK.encode, seed=1234, haystack_path=args.haystack)
     results = []
     for length in args.lengths:
