@@ -49,6 +49,10 @@ def memory_caches(cache: object, out: list) -> list:
     return out
 
 
+def _norm(w: torch.Tensor) -> float:
+    return torch.linalg.norm(w.float()).item()
+
+
 def stream(model: TitansLM, tok: ByteTokenizer, args: argparse.Namespace) -> list[dict]:
     """Per-piece LM loss and memory weight norms of one long text, for each ``--alpha-scale``."""
     text = ""
@@ -61,19 +65,21 @@ def stream(model: TitansLM, tok: ByteTokenizer, args: argparse.Namespace) -> lis
     gates = NeuralMemory._gates
     modules = [m for m in model.modules() if isinstance(m, NeuralMemory)]
     inits = [[w.detach().clone() for w in m.initial_state().weights] for m in modules]
-    kept: dict[int, torch.Tensor] = {}  # id(module) -> Π(1 − α) over the last piece, [B, H]
+    kept: dict[int, torch.Tensor] = {}  # id(module) -> Π(1 − α) over the piece so far, [B, H]
     rows = []
     try:
         for scale in args.alpha_scale:
             def scaled(self, x, scale=scale):
                 theta, eta, alpha = gates(self, x)
-                kept[id(self)] = torch.log1p(-alpha * scale).sum(1).exp()
+                # a model may call a layer several times a piece (MAC: once a segment)
+                kept[id(self)] = kept.get(id(self), 1.0) * torch.log1p(-alpha * scale).sum(1).exp()
                 return theta, eta, alpha * scale
             NeuralMemory._gates = scaled
             cache = None
             with torch.no_grad():
                 for start in range(0, args.stream, args.piece):
                     x, y = ids[:, start:start + args.piece], ids[:, start + 1:start + args.piece + 1]
+                    kept.clear()
                     out = model(x, targets=y, cache=cache, use_cache=True)
                     cache = out.cache
                     mems = memory_caches(cache.layers, [])
@@ -86,11 +92,10 @@ def stream(model: TitansLM, tok: ByteTokenizer, args: argparse.Namespace) -> lis
                             lost = (1 - kept[id(m)])[..., None, None]
                             c.state = MemoryState(tuple(w + lost * i for w, i in zip(c.state.weights, w0)),
                                                   c.state.momentum)
-                    norm = lambda w: torch.linalg.norm(w.float()).item()  # noqa: E731
                     row = {"alpha_scale": scale, "anchor_decay": args.anchor_decay,
                            "position": start + x.shape[1], "loss": out.loss.item(),
-                           "w_first": [norm(c.state.weights[0]) for c in mems],
-                           "w_last": [norm(c.state.weights[-1]) for c in mems]}
+                           "w_first": [_norm(c.state.weights[0]) for c in mems],
+                           "w_last": [_norm(c.state.weights[-1]) for c in mems]}
                     rows.append(row)
                     print(f"alpha x{scale:g} to {row['position']:>6d}: loss {row['loss']:.3f}  |W first| "
                           f"{' '.join(f'{v:.1f}' for v in row['w_first'])}  |W last| "
