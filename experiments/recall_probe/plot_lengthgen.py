@@ -25,26 +25,31 @@ def label(run: dict) -> str:
         extra += f", {a['mac_retrieval']} read"
     if a.get("value_norm"):
         extra += f", value norm {a['value_norm']}"
+    if a.get("forget_target") == "init":
+        extra += ", forgets to M₀"
     return f"{a['model']}{alpha}{extra}, {a['steps']} steps, seed {a['seed']}"
 
 
 def main(paths: list[str], out: str) -> None:
-    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    colors = plt.cm.tab20.colors
     train_gap = 0
-    for path in paths:
+    for i, path in enumerate(paths):
         run = json.loads(Path(path).read_text())
         if not run.get("test"):
             continue
         gaps = sorted(int(g) for g in run["test"])
-        ax.plot([max(g, 1) for g in gaps], [run["test"][str(g)] for g in gaps], marker="o", label=label(run))
+        dashed = run["args"].get("forget_target") == "init"
+        ax.plot([max(g, 1) for g in gaps], [run["test"][str(g)] for g in gaps], marker="o",
+                color=colors[i % len(colors)], linestyle="--" if dashed else "-", label=label(run))
         train_gap = max(train_gap, run["args"]["train_gap"])
     ax.axvspan(1, max(train_gap, 1), color="grey", alpha=0.15, label="gaps seen in training")
     ax.axhline(0.1, color="grey", linestyle=":", label="chance")
     ax.set_xscale("log")
     ax.set_xlabel("noise tokens between the pairs and the queries (0 drawn at 1)")
     ax.set_ylabel("recall accuracy")
-    ax.legend(fontsize=7)
-    fig.savefig(out, dpi=110)
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.savefig(out, dpi=110, bbox_inches="tight")
     print(f"wrote {out}")
 
 
