@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from task_training import PAD, TOK  # noqa: E402
 
 from titans.evaluation.niah import NIAHGenerator, depth_grid  # noqa: E402
+from titans.memory import NeuralMemory  # noqa: E402
 from titans.models import TitansLM  # noqa: E402
 
 
@@ -52,11 +53,13 @@ def segment_gap(sample, segment: int) -> int:
     return len(sample.input_ids) // segment - needle_end // segment
 
 
-def set_chunk(model, chunk: int) -> None:
+def set_memory_config(model, **fields) -> None:
+    """Change fields of every memory layer's config at test time (chunk_size: theta_max stays
+    the trained one, fixed when the model was built)."""
     for m in model.modules():
-        cfg = getattr(m, "config", None)
-        if cfg is not None and hasattr(cfg, "chunk_size") and hasattr(cfg, "theta_max"):
-            cfg.chunk_size = chunk  # theta_max stays the trained one (fixed when the model was built)
+        if isinstance(m, NeuralMemory):
+            for name, value in fields.items():
+                setattr(m.config, name, value)
 
 
 def main() -> None:
@@ -78,16 +81,13 @@ def main() -> None:
     device = torch.device(args.device)
     model = TitansLM.from_pretrained(args.model, map_location=device).eval()
     if args.forget_target is not None:
-        for m in model.modules():
-            cfg = getattr(m, "config", None)
-            if cfg is not None and hasattr(cfg, "forget_target"):
-                cfg.forget_target = args.forget_target
+        set_memory_config(model, forget_target=args.forget_target)
     gen = NIAHGenerator(TOK.encode, seed=1234, haystack_path=args.haystack)
     results = []
     for length in args.lengths:
         samples = list(gen.sweep("uuid", [length], depth_grid(args.depths), args.samples))
         for chunk in args.chunks:
-            set_chunk(model, chunk)
+            set_memory_config(model, chunk_size=chunk)
             hits, texts = char_hits(model, samples, args.batch, device)
             depths = [s.depth for s in samples]
             by_depth = {f"{d:.2f}": float(hits[[x == d for x in depths]].all(1).mean())

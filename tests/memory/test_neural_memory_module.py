@@ -17,6 +17,16 @@ def make(dtype=torch.float64, **kw):
     return NeuralMemory(cfg).to(dtype)
 
 
+def stream_in_pieces(m, x, pieces):
+    """The layer fed ``x`` piece by piece with its cache carried: (outputs joined, last cache)."""
+    outs, cache, i = [], None, 0
+    for n in pieces:
+        out, cache = m(x[:, i:i + n], cache)
+        outs.append(out)
+        i += n
+    return torch.cat(outs, 1), cache
+
+
 def test_shapes_and_state():
     m = make(torch.float32)
     x = torch.randn(3, 21, 32)
@@ -32,12 +42,8 @@ def test_piecewise_equals_whole(pieces, depth):
     m = make(depth=depth)
     x = torch.randn(2, sum(pieces), 32, dtype=torch.float64)
     y, full = m(x)
-    outs, cache, i = [], None, 0
-    for n in pieces:
-        out, cache = m(x[:, i:i + n], cache)
-        outs.append(out)
-        i += n
-    torch.testing.assert_close(torch.cat(outs, 1), y, rtol=1e-10, atol=1e-10)
+    y_pieces, cache = stream_in_pieces(m, x, pieces)
+    torch.testing.assert_close(y_pieces, y, rtol=1e-10, atol=1e-10)
     for a, b in zip(cache.state.weights + cache.state.momentum, full.state.weights + full.state.momentum):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
@@ -56,12 +62,8 @@ def test_forget_to_init_piecewise_equals_whole_and_matches_reference(pieces):
                                        chunk_size=8,
                                        forget_target=m.initial_state().weights)
     torch.testing.assert_close(y, m._output(x, y_ref), rtol=1e-10, atol=1e-10)
-    outs, cache, i = [], None, 0
-    for n in pieces:
-        out, cache = m(x[:, i:i + n], cache)
-        outs.append(out)
-        i += n
-    torch.testing.assert_close(torch.cat(outs, 1), y, rtol=1e-10, atol=1e-10)
+    y_pieces, cache = stream_in_pieces(m, x, pieces)
+    torch.testing.assert_close(y_pieces, y, rtol=1e-10, atol=1e-10)
     for a, b in zip(cache.state.weights, full.state.weights):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
     zero = make(depth=2, alpha_init=0.3)

@@ -24,6 +24,17 @@ BACKEND_ENV = "TITANS_NEURAL_MEMORY_BACKEND"  # process-wide override of backend
 _WARNED_TARGET_ON_CUDA = False  # forget_target sends a CUDA call to the PyTorch path: said once
 
 
+def _requested_backend(backend: str) -> str:
+    """``backend`` checked, with ``auto`` replaced by ``TITANS_NEURAL_MEMORY_BACKEND`` if set."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        backend = os.environ.get(BACKEND_ENV, "auto")
+        if backend not in BACKENDS:
+            raise ValueError(f"{BACKEND_ENV} must be one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
 def select_backend(backend: str, q: Tensor, weights, chunk_size: int, activation: str = "gelu",
                    backward: bool = True) -> str:
     """``torch`` or ``triton`` for this call.
@@ -43,12 +54,7 @@ def select_backend(backend: str, q: Tensor, weights, chunk_size: int, activation
     ``triton`` raises ``ValueError`` saying why when any of these (but the dtype) fails. The
     environment variable ``TITANS_NEURAL_MEMORY_BACKEND`` (same values) replaces ``auto``, e.g.
     to force the PyTorch path under a layer that calls the op with the default."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "auto":
-        backend = os.environ.get(BACKEND_ENV, "auto")
-        if backend not in BACKENDS:
-            raise ValueError(f"{BACKEND_ENV} must be one of {BACKENDS}, got {backend!r}")
+    backend = _requested_backend(backend)
     if backend == "torch" or (backend == "auto" and not (
             q.is_cuda and q.dtype in (torch.bfloat16, torch.float16))):
         return "torch"
@@ -115,11 +121,12 @@ def neural_memory(
     check_recompute_segment(recompute_segment, chunk_size)
     check_forget_target(forget_target, state)
     if forget_target is not None:
-        if backend == "triton" or (backend == "auto" and os.environ.get(BACKEND_ENV) == "triton"):
+        requested = _requested_backend(backend)
+        if requested == "triton":
             raise ValueError("backend='triton' cannot run this call: forget_target is supported "
                              "on the PyTorch path only (use backend='auto' or 'torch')")
         global _WARNED_TARGET_ON_CUDA
-        if backend == "auto" and q.is_cuda and not _WARNED_TARGET_ON_CUDA:
+        if requested == "auto" and q.is_cuda and not _WARNED_TARGET_ON_CUDA:
             _WARNED_TARGET_ON_CUDA = True
             warnings.warn("neural_memory: forget_target runs on the PyTorch path (the Triton kernels "
                           "do not take it yet), which is several times slower on CUDA", stacklevel=2)
