@@ -84,14 +84,32 @@ def build_model(name: str, args: argparse.Namespace, device: torch.device) -> Ti
     if args.init is None:
         return TitansLM(cfg).to(device)
     model = TitansLM.from_pretrained(Path(args.init) / name, map_location=device)
-    want, got = cfg.to_dict(), model.config.to_dict()
-    if want != got:
-        diff = {k: (got.get(k), want.get(k)) for k in sorted(set(want) | set(got))
-                if want.get(k) != got.get(k)}
+    diff = config_diff(model.config.to_dict(), cfg.to_dict())
+    allowed = set(getattr(args, "init_changes", None) or ())
+    refused = {k: v for k, v in diff.items() if k not in allowed}
+    if refused:
         raise ValueError(f"--init {args.init}/{name}: its config differs from the flags' "
-                         f"(field: (exported, flags)): {diff}")
+                         f"(field: (exported, flags)): {refused}; fields that keep every weight's "
+                         f"shape may be changed on purpose with --init-changes FIELD")
+    if diff:  # only fields named by --init-changes: the flags' model, the exported weights
+        weights = model.state_dict()
+        model = TitansLM(cfg).to(device)
+        model.load_state_dict(weights, strict=True)
+        print(f"  {name}: changed from the export: {diff}", flush=True)
     print(f"  {name}: weights from {Path(args.init) / name}", flush=True)
     return model
+
+
+def config_diff(exported: dict, flags: dict, prefix: str = "") -> dict[str, tuple]:
+    """``{dotted.field: (exported, flags)}`` for every field where two config dicts differ."""
+    out: dict[str, tuple] = {}
+    for k in sorted(set(exported) | set(flags)):
+        a, b = exported.get(k), flags.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.update(config_diff(a, b, f"{prefix}{k}."))
+        elif a != b:
+            out[f"{prefix}{k}"] = (a, b)
+    return out
 
 
 def lm_tokens(path: str, max_bytes: int) -> np.ndarray:
@@ -472,6 +490,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", default=None, help="directory of models exported by --export: each "
                    "model starts from INIT/MODEL's weights (fresh optimizer and schedule; with "
                    "--steps 0, test only)")
+    p.add_argument("--init-changes", nargs="+", default=[], metavar="FIELD",
+                   help="config fields (dotted, e.g. memory.forget_target) the flags may change "
+                   "from the --init export; every weight must keep its shape")
     p.add_argument("--export", default=None, help="directory: each trained model is saved there "
                    "as MODEL/ (config JSON + safetensors, loadable with TitansLM.from_pretrained)")
     p.add_argument("--compile", action="store_true", help="train through torch.compile(model) "

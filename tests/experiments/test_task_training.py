@@ -218,3 +218,27 @@ def test_model_config_passes_the_forget_target(run_niah, task_training):
         assert default.forget_target == "zero"
         args = _train_args(run_niah, "--forget-target", "init")
         assert task_training.model_config(name, args).memory_config().forget_target == "init"
+
+
+def test_init_changes_lets_named_fields_differ_and_refuses_the_rest(run_niah, task_training, tmp_path):
+    """``--init DIR --init-changes memory.forget_target``: the flags' config with the export's
+    weights; without the flag the same change is refused naming the dotted field, and a field that
+    changes a weight's shape cannot be allowed into a strict load."""
+    cpu, tiny = torch.device("cpu"), ("--d-model", "32", "--n-layers", "1", "--n-heads", "2")
+    torch.manual_seed(0)
+    exported = task_training.build_model("mac", _train_args(run_niah, *tiny), cpu)
+    exported.save_pretrained(tmp_path / "mac")
+    init = ("--init", str(tmp_path), "--forget-target", "init")
+    with pytest.raises(ValueError, match="memory.forget_target"):
+        task_training.build_model("mac", _train_args(run_niah, *tiny, *init), cpu)
+    args = _train_args(run_niah, *tiny, *init, "--init-changes", "memory.forget_target")
+    loaded = task_training.build_model("mac", args, cpu)
+    assert loaded.config.memory_config().forget_target == "init"
+    for (name, a), b in zip(exported.state_dict().items(), loaded.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    x = torch.randint(0, 256, (1, 40))
+    assert not torch.allclose(loaded(x).logits, exported(x).logits)  # the target is live
+    args = _train_args(run_niah, "--d-model", "64", *tiny[2:], *init[:2], "--init-changes", "d_model",
+                       "ffn_dim", "head_dim")
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        task_training.build_model("mac", args, cpu)
