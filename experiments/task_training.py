@@ -14,6 +14,7 @@ batches that mix task samples (loss on the answer), copy samples and LM text.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import gzip
 import json
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from model_options import add_model_options, mac_options, memory_overrides  # experiments/ is on the path
 
 from titans.data.tokenizer import ByteTokenizer
-from titans.models import ABLATIONS, TitansLM, get_config
+from titans.models import ABLATIONS, ModelConfig, TitansLM, get_config
 from titans.training.cuda_graph import GraphedTrainStep
 
 TOK = ByteTokenizer()
@@ -84,7 +85,7 @@ def build_model(name: str, args: argparse.Namespace, device: torch.device) -> Ti
     if args.init is None:
         return TitansLM(cfg).to(device)
     model = TitansLM.from_pretrained(Path(args.init) / name, map_location=device)
-    diff = config_diff(model.config.to_dict(), cfg.to_dict())
+    diff = config_diff(effective_config(model.config), effective_config(cfg))
     allowed = set(getattr(args, "init_changes", None) or ())
     refused = {k: v for k, v in diff.items() if k not in allowed}
     if refused:
@@ -98,6 +99,15 @@ def build_model(name: str, args: argparse.Namespace, device: torch.device) -> Ti
         print(f"  {name}: changed from the export: {diff}", flush=True)
     print(f"  {name}: weights from {Path(args.init) / name}", flush=True)
     return model
+
+
+def effective_config(cfg: ModelConfig) -> dict:
+    """``cfg.to_dict()`` with ``memory`` holding every memory field's value, defaults included
+    (an export that leaves a field at the library default equals flags that set that default)."""
+    d = cfg.to_dict()
+    if cfg.uses_memory:
+        d["memory"] = dataclasses.asdict(cfg.memory_config())
+    return d
 
 
 def config_diff(exported: dict, flags: dict, prefix: str = "") -> dict[str, tuple]:

@@ -238,7 +238,16 @@ def test_init_changes_lets_named_fields_differ_and_refuses_the_rest(run_niah, ta
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     x = torch.randint(0, 256, (1, 40))
     assert not torch.allclose(loaded(x).logits, exported(x).logits)  # the target is live
-    args = _train_args(run_niah, "--d-model", "64", *tiny[2:], *init[:2], "--init-changes", "d_model",
-                       "ffn_dim", "head_dim")
+    args = _train_args(run_niah, *tiny, "--expansion", "2", *init[:2],
+                       "--init-changes", "memory.expansion", "memory.hidden_dim", "memory.theta_max")
     with pytest.raises(RuntimeError, match="size mismatch"):
         task_training.build_model("mac", args, cpu)
+
+
+def test_init_treats_an_unset_memory_field_as_its_default(run_niah, task_training, tmp_path):
+    """An export that leaves ``forget_target`` unset equals flags that name its default: no
+    change to allow, no rebuild."""
+    cpu, tiny = torch.device("cpu"), ("--d-model", "32", "--n-layers", "1", "--n-heads", "2")
+    task_training.build_model("mac", _train_args(run_niah, *tiny), cpu).save_pretrained(tmp_path / "mac")
+    args = _train_args(run_niah, *tiny, "--init", str(tmp_path), "--forget-target", "zero")
+    assert task_training.build_model("mac", args, cpu).config.memory_config().forget_target == "zero"
