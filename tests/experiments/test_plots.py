@@ -49,3 +49,20 @@ def test_niah_heatmap_labels_rows_of_files_holding_the_same_model(tmp_path):
     assert out.stat().st_size > 0
     with pytest.raises(ValueError, match="one per file"):
         plot_niah.main(paths, str(out), labels=["early"])
+
+
+def test_forget_target_gpu_table_reads_the_harness_log_lines(tmp_path):
+    path = ROOT / "experiments/forget_target/gpu/table.py"
+    spec = importlib.util.spec_from_file_location("ft_gpu_table", path)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    log = tmp_path / "x.log"
+    log.write_text("  step 1480 lm 1.2 niah 0.01 ctx 0.9 copy 0.2 |g| 12.9 (1390s)\n"
+                   "  step 1490 lm 1.2 niah 0.01 ctx 0.9 copy 0.2 |g| 12.9 (1398s)\n"
+                   "  uuid      16384:  77.0%  (tokens  99.2%)\n  passkey    2048: 100.0%  (tokens 100.0%)\n"
+                   "  qa1      0:  50.0%\n  qa2      0:  40.0%\n  qa1  32768:  20.0%\n  qa2  32768:   0.0%\n")
+    got = table.parse(log)
+    assert got["last_logged_step"] == 1490 and got["train_seconds_at_last_step"] == 1398
+    assert got["accuracy"]["uuid"] == {16384: 77.0} and got["token_accuracy"]["passkey"] == {2048: 100.0}
+    bab = {k: v for k, v in got["accuracy"].items() if k.startswith("qa")}
+    assert table.mean_over_tasks(bab) == {0: 45.0, 32768: 10.0}
