@@ -24,7 +24,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                         "(θ scaled by 1 − η: bounded steady step)")
     p.add_argument("--forget-target", choices=["zero", "init"], default=None,
                    help="what the memory's forget gate decays towards: zero (the library's default, "
-                        "the paper's) or the learned initial memory (PyTorch path only)")
+                        "the paper's) or the learned initial memory")
 
 
 def memory_overrides(args: argparse.Namespace) -> dict:

@@ -1,7 +1,8 @@
 """``forget_target``: α forgets towards given weights W̄ instead of towards zero
 (``W_t = (1 − α_t) W_{t−1} + α_t W̄ + S_t``). The chunked PyTorch path against the token-by-token
 reference in float64 (rtol 1e-9, observed ~1e-14), forward, state and every gradient (W̄'s
-included); the exact cases; streaming and recomputed segments; the Triton refusal.
+included); the exact cases; streaming and recomputed segments. The Triton kernels with a
+target: tests/ops/test_neural_memory_triton.py.
 """
 
 from __future__ import annotations
@@ -94,14 +95,9 @@ def test_two_calls_and_recomputed_segments_equal_one_call(depth):
         assert_close(a, b, rtol=1e-12)
 
 
-def test_bad_targets_and_the_triton_backend_are_refused(monkeypatch):
+def test_bad_targets_are_refused():
     args, state, _, target = with_target(1, 20, 2, 6, 2)
     with pytest.raises(ValueError, match="forget_target must be None or 2 tensors"):
         neural_memory(*args, state, forget_target=target[:1])
     with pytest.raises(ValueError, match=r"forget_target\[1\]"):
         neural_memory(*args, state, forget_target=[target[0], target[1].mT])
-    with pytest.raises(ValueError, match="PyTorch path only"):
-        neural_memory(*args, state, forget_target=target, backend="triton")
-    monkeypatch.setenv("TITANS_NEURAL_MEMORY_BACKEND", "triton")
-    with pytest.raises(ValueError, match="PyTorch path only"):
-        neural_memory(*args, state, forget_target=target)

@@ -130,6 +130,85 @@ def test_interpreter_recomputed_segments_match_whole(monkeypatch, depth, hidden)
     compare(got, run(args, w, m, 16, "gelu", "triton"), 1e-5, 1e-5, f"interp recompute L{depth}")
 
 
+def run_target(args, weights, mom, target, chunk, backend, f64=False, **op_kw):
+    """:func:`run` with a forget target (``target`` tensors are leaves too: their gradients are
+    returned as dT0, dT1, ...)."""
+    leaves = [t.detach().clone().double() if f64 else t.detach().clone()
+              for t in (*args, *weights, *mom, *target)]
+    for t in leaves:
+        t.requires_grad_()
+    depth = len(weights)
+    state = MemoryState(tuple(leaves[6:6 + depth]), tuple(leaves[6 + depth:6 + 2 * depth]))
+    tgt = leaves[6 + 2 * depth:]
+    if f64:
+        y, st = neural_memory_reference(*leaves[:6], state, chunk_size=chunk, forget_target=tgt)
+    else:
+        y, st = neural_memory(*leaves[:6], state, chunk_size=chunk, backend=backend, forget_target=tgt,
+                              **op_kw)
+    outs = [y, *st.weights, *st.momentum]
+    gen = torch.Generator(device=y.device).manual_seed(1)
+    probes = [torch.randn(o.shape, generator=gen, device=o.device, dtype=torch.float64) for o in outs]
+    loss = sum((p * o.double()).sum() for p, o in zip(probes, outs))
+    grads = torch.autograd.grad(loss, leaves)
+    names = ["y"] + [f"W{i}" for i in range(depth)] + [f"S{i}" for i in range(depth)]
+    gnames = ["dq", "dk", "dv", "dtheta", "deta", "dalpha"] + [f"dW{i}" for i in range(depth)]
+    gnames += [f"dS{i}" for i in range(depth)] + [f"dT{i}" for i in range(depth)]
+    return (dict(zip(names, [o.detach().double() for o in outs])),
+            dict(zip(gnames, [g.double() for g in grads])))
+
+
+def make_target(weights, B=None, scale=1.0):
+    torch.manual_seed(7)
+    lead = () if B is None else (B,)
+    return tuple(scale * torch.randn(*lead, *w.shape, dtype=w.dtype).to(w.device) / w.shape[-2] ** 0.5
+                 for w in weights)
+
+
+@interp
+@pytest.mark.parametrize("depth,hidden,chunk,T,H,batched", [
+    (2, 32, 16, 40, 2, False),   # T not a multiple of the chunk, shared target [H, ...]
+    (2, 16, 16, 33, 1, True),    # one head, per-sequence target [B, H, ...]
+    (1, None, 16, 45, 2, False),  # L_M = 1: the exact shift W - W̄ around the zero-target kernels
+])
+def test_interpreter_forget_target_matches_reference(monkeypatch, depth, hidden, chunk, T, H, batched):
+    """The kernels with a forget target (V6 at L_M = 2; the shift at L_M = 1) against the float64
+    reference: forward, final state and every gradient, W̄'s included (ieee dots: 1e-5)."""
+    monkeypatch.setenv("TITANS_TRITON_PRECISION", "ieee")
+    args, w, m = make_inputs(2, T, H, 16, depth, hidden)
+    target = make_target(w, B=2 if batched else None)
+    got = run_target(args, w, m, target, chunk, "triton")
+    ref = run_target(args, w, m, target, chunk, None, f64=True)
+    assert all(ref[1][f"dT{i}"].abs().max() > 0 for i in range(depth))
+    compare(got, ref, 1e-5, 1e-5, f"interp forget target L{depth} T{T} H{H} batched={batched}")
+
+
+@interp
+def test_interpreter_forget_target_recomputed_segments_and_zero_target(monkeypatch):
+    """``recompute_segment`` with a target equals the whole call; a zero target equals no target
+    (the HAS_T kernels against the plain ones)."""
+    monkeypatch.setenv("TITANS_TRITON_PRECISION", "ieee")
+    args, w, m = make_inputs(1, 70, 2, 16, 2, 32)
+    target = make_target(w)
+    whole = run_target(args, w, m, target, 16, "triton")
+    compare(run_target(args, w, m, target, 16, "triton", recompute_segment=32), whole, 1e-5, 1e-5,
+            "interp forget target, recomputed segments")
+    zero = run_target(args, w, m, tuple(torch.zeros_like(t) for t in target), 16, "triton")
+    plain = run(args, w, m, 16, "gelu", "triton")
+    compare((zero[0], {k: v for k, v in zero[1].items() if not k.startswith("dT")}), plain, 1e-6, 1e-6,
+            "interp zero target vs none")
+
+
+@interp
+def test_interpreter_forget_target_needs_the_v6_kernels_at_depth_2(monkeypatch):
+    args, w, m = make_inputs(1, 20, 1, 16, 2, 32)
+    state = MemoryState(w, m)
+    monkeypatch.setenv("TITANS_TRITON_KERNELS", "v4")
+    with pytest.raises(ValueError, match="needs the V6 kernels"):
+        neural_memory(*args, state, chunk_size=16, backend="triton", forget_target=make_target(w))
+    y, _ = neural_memory(*args, state, chunk_size=16, forget_target=make_target(w))  # auto: PyTorch
+    assert torch.isfinite(y).all()
+
+
 @interp
 def test_interpreter_recomputed_segments_form_the_gates_once(monkeypatch):
     """The gate inputs are most of the op's host-side glue: with ``recompute_segment`` the
@@ -351,6 +430,21 @@ def test_gpu_bf16_matches_reference_and_torch_path(depth, D, hidden, chunk, T, a
     compare(got, ref, 3e-2, 6e-2, f"gpu bf16 vs f64 L{depth} D{D}")
     torch_path = run(args, w, m, chunk, act, "torch")
     compare(got, torch_path, 3e-2, 6e-2, f"gpu bf16 vs torch L{depth} D{D}")
+
+
+@gpu
+@pytest.mark.parametrize("depth,D,hidden,chunk,T", [(2, 64, 256, 64, 200), (2, 32, 128, 16, 77),
+                                                    (1, 64, None, 64, 150)])
+def test_gpu_forget_target_bf16_matches_reference_and_torch_path(depth, D, hidden, chunk, T):
+    """Compiled kernels with a forget target (bf16 operands), against float64 and the PyTorch
+    path: the bf16 tolerances of the plain kernels (3e-2 / 6e-2), W̄'s gradient included."""
+    args, w, m = make_inputs(2, T, 4, D, depth, hidden, device="cuda", dtype=torch.bfloat16)
+    target = make_target(w)
+    got = run_target(args, w, m, target, chunk, "triton")
+    compare(got, run_target(args, w, m, target, chunk, None, f64=True), 3e-2, 6e-2,
+            f"gpu bf16 forget target vs f64 L{depth} D{D}")
+    compare(got, run_target(args, w, m, target, chunk, "torch"), 3e-2, 6e-2,
+            f"gpu bf16 forget target vs torch L{depth} D{D}")
 
 
 @gpu

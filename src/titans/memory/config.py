@@ -56,7 +56,8 @@ class NeuralMemoryConfig:
     paper's ``M_t = (1 − α_t) M_{t−1} + S_t``) or ``"init"``, the learned initial memory M_0
     (``M_t = (1 − α_t) M_{t−1} + α_t M_0 + S_t``). With a small α the first keeps shrinking M_0
     long after the training length, so the state drifts past it (docs/design.md, "Forget
-    target"); ``"init"`` keeps M_0 and forgets only what was written. PyTorch path only.
+    target"); ``"init"`` keeps M_0 and forgets only what was written. Both memory paths take it
+    (Triton: L_M = 1 and the V6 kernels at L_M = 2).
     recompute_segment: ``None`` (default) or a multiple of ``chunk_size``: training-time memory
     saving — the op runs in segments of this many tokens under activation checkpointing and
     recomputes each segment's forward in the backward pass (same outputs and gradients; one

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 
 import torch
 from torch import Tensor
@@ -21,7 +20,6 @@ from .state import (
 
 BACKENDS = ("auto", "torch", "triton")
 BACKEND_ENV = "TITANS_NEURAL_MEMORY_BACKEND"  # process-wide override of backend="auto"
-_WARNED_TARGET_ON_CUDA = False  # forget_target sends a CUDA call to the PyTorch path: said once
 
 
 def _requested_backend(backend: str) -> str:
@@ -36,7 +34,7 @@ def _requested_backend(backend: str) -> str:
 
 
 def select_backend(backend: str, q: Tensor, weights, chunk_size: int, activation: str = "gelu",
-                   backward: bool = True) -> str:
+                   backward: bool = True, target: bool = False) -> str:
     """``torch`` or ``triton`` for this call.
 
     ``auto`` takes the Triton kernels when all of these hold, else the PyTorch path:
@@ -59,8 +57,11 @@ def select_backend(backend: str, q: Tensor, weights, chunk_size: int, activation
             q.is_cuda and q.dtype in (torch.bfloat16, torch.float16))):
         return "torch"
     reason = triton_backend.unsupported_reason(q, weights, chunk_size)
+    if reason is None and target and len(weights) == 2 and triton_backend.variant() != "v6":
+        reason = (f"forget_target at L_M = 2 needs the V6 kernels, TITANS_TRITON_KERNELS is "
+                  f"{triton_backend.variant()}")
     if reason is None:
-        reason = triton_backend.resource_reason(q, weights, chunk_size, activation, backward)
+        reason = triton_backend.resource_reason(q, weights, chunk_size, activation, backward, target)
     if reason is None:
         return "triton"
     if backend == "triton":
@@ -111,7 +112,8 @@ def neural_memory(
         forget_target: ``None`` (default, the paper's ``W_t = (1 − α_t) W_{t−1} + S_t``: α
             forgets towards zero) or one tensor per layer, ``[H | B,H, d_i, d_{i+1}]``, that α
             forgets towards instead: ``W_t = (1 − α_t) W_{t−1} + α_t W̄ + S_t`` (differentiable in
-            W̄). PyTorch path only: ``auto`` takes it, ``triton`` raises.
+            W̄). Both paths: the Triton kernels take it at L_M = 2 (V6 kernels) and at L_M = 1
+            (as the shift ``W − W̄``, exact).
 
     Returns:
         ``y [B, T, H, D]`` with ``y_t = M(q_t; W_t)`` after token t's update, and the new
@@ -120,17 +122,6 @@ def neural_memory(
     validate_inputs(q, k, v, theta, eta, alpha, state, chunk_size, activation, check_gates)
     check_recompute_segment(recompute_segment, chunk_size)
     check_forget_target(forget_target, state)
-    if forget_target is not None:
-        requested = _requested_backend(backend)
-        if requested == "triton":
-            raise ValueError("backend='triton' cannot run this call: forget_target is supported "
-                             "on the PyTorch path only (use backend='auto' or 'torch')")
-        global _WARNED_TARGET_ON_CUDA
-        if requested == "auto" and q.is_cuda and not _WARNED_TARGET_ON_CUDA:
-            _WARNED_TARGET_ON_CUDA = True
-            warnings.warn("neural_memory: forget_target runs on the PyTorch path (the Triton kernels "
-                          "do not take it yet), which is several times slower on CUDA", stacklevel=2)
-        backend = "torch"
     weights, momentum = broadcast_state(state, q.shape[0])
     target = None if forget_target is None else list(forget_target)
     backward = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (
@@ -138,9 +129,9 @@ def neural_memory(
     if backward and recompute_segment is not None and q.shape[1] > recompute_segment:
         return _recomputed_segments(q, k, v, theta, eta, alpha, weights, momentum, chunk_size,
                                     activation, backend, recompute_segment, target)
-    if select_backend(backend, q, weights, chunk_size, activation, backward) == "triton":
+    if select_backend(backend, q, weights, chunk_size, activation, backward, target is not None) == "triton":
         y, new_w, new_s = triton_backend.triton_chunked_memory(
-            q, k, v, theta, eta, alpha, weights, momentum, chunk_size, activation)
+            q, k, v, theta, eta, alpha, weights, momentum, chunk_size, activation, target)
         weights = [n.to(w.dtype) for n, w in zip(new_w, weights)]
         momentum = [n.to(m.dtype) for n, m in zip(new_s, momentum)]
         return y, MemoryState(tuple(weights), tuple(momentum))
@@ -164,23 +155,26 @@ def _recomputed_segments(q: Tensor, k: Tensor, v: Tensor, theta: Tensor, eta: Te
     dtypes = [t.dtype for t in (*weights, *momentum)]
     state = (*weights, *momentum)
     ys = []
-    if select_backend(backend, q, weights, chunk_size, activation, backward=True) == "triton":
+    n_target = 0 if target is None else depth
+    if select_backend(backend, q, weights, chunk_size, activation, True, target is not None) == "triton":
         gates = triton_backend.gate_inputs(theta, eta, alpha, chunk_size)
         per_segment = segment // chunk_size  # segment is a multiple of the chunk
+        n_gates = len(gates)
 
         def run_triton(q, k, v, *rest):
-            gates, state = rest[:len(rest) - 2 * depth], rest[len(rest) - 2 * depth:]
+            gates, tgt, state = rest[:n_gates], rest[n_gates:n_gates + n_target], rest[n_gates + n_target:]
             y, new_w, new_s = triton_backend.memory_with_gates(
-                q, k, v, list(gates), list(state[:depth]), list(state[depth:]), chunk_size, activation)
+                q, k, v, list(gates), list(state[:depth]), list(state[depth:]), chunk_size, activation,
+                list(tgt) or None)
             return (y, *new_w, *new_s)
 
         parts = zip(*(x.split(segment, dim=1) for x in (q, k, v)),
                     zip(*(g.split(per_segment, dim=1) for g in gates)))
         for q_s, k_s, v_s, gates_s in parts:
-            y, *state = checkpoint(run_triton, q_s, k_s, v_s, *gates_s, *state, use_reentrant=False)
+            y, *state = checkpoint(run_triton, q_s, k_s, v_s, *gates_s, *(target or []), *state,
+                                   use_reentrant=False)
             ys.append(y)
     else:
-        n_target = 0 if target is None else depth
 
         def run(q, k, v, theta, eta, alpha, *rest):
             tgt, state = rest[:n_target] or None, rest[n_target:]

@@ -87,9 +87,11 @@ def unsupported_reason(q: Tensor, weights: list[Tensor] | tuple[Tensor, ...], ch
     return None
 
 
-def resource_key(q: Tensor, weights, chunk_size: int, activation: str, backward: bool) -> tuple:
+def resource_key(q: Tensor, weights, chunk_size: int, activation: str, backward: bool,
+                 target: bool = False) -> tuple:
     """What decides whether a configuration's kernels fit: device, depth, sizes, activation,
-    operand precision, token dtype, and whether the backward kernel is needed."""
+    operand precision, token dtype, whether the backward kernel is needed, and whether the
+    L_M = 2 kernels carry a forget target (more live tiles)."""
     from .function import _launch_opts, hidden_tile, precision, variant  # noqa: PLC0415 - imports triton
 
     depth, D = len(weights), q.shape[-1]
@@ -99,11 +101,11 @@ def resource_key(q: Tensor, weights, chunk_size: int, activation: str, backward:
     cap = torch.cuda.get_device_capability(q.device) if q.is_cuda else None
     return (str(q.device), cap, depth, D, hidden, chunk_size, activation if depth == 2 else None,
             precision(q.dtype), tuple(sorted(_launch_opts(D, chunk_size).items())), q.dtype, backward,
-            variant(), hidden_tile(hidden) if depth == 2 else None)
+            variant(), hidden_tile(hidden) if depth == 2 else None, target and depth == 2)
 
 
 def resource_reason(q: Tensor, weights, chunk_size: int, activation: str = "gelu",
-                    backward: bool = True) -> str | None:
+                    backward: bool = True, target: bool = False) -> str | None:
     """Whether this call's kernels build and load on its device: ``None`` if so, else why.
 
     Decided once per configuration (:func:`resource_key`) by compiling the kernels without
@@ -112,7 +114,7 @@ def resource_reason(q: Tensor, weights, chunk_size: int, activation: str = "gelu
     need no check."""
     if interpreting() or not q.is_cuda or q.shape[1] == 0:
         return None
-    key = resource_key(q, weights, chunk_size, activation, backward)
+    key = resource_key(q, weights, chunk_size, activation, backward, target)
     B, T, H, D = q.shape
     depth = len(weights)
     hidden = weights[0].shape[-1] if depth == 2 else D
@@ -122,9 +124,10 @@ def resource_reason(q: Tensor, weights, chunk_size: int, activation: str = "gelu
 
         nc = -(-T // chunk_size)
         return probe(depth, chunk_size, D, hidden, activation, key[7], q.dtype, nc, nc * chunk_size,
-                     B * H, backward)
+                     B * H, backward, target=key[-1])
 
     what = (f"depth {depth}, head dim {D}, hidden {hidden}, chunk {chunk_size}, {key[7]} operands, "
+            f"{'forget target, ' if key[-1] else ''}"
             f"{'forward+backward' if backward else 'forward'}, on {key[0]}")
     return decide(key, run_probe, what)
 
@@ -157,7 +160,8 @@ def _from_function(name: str):
 triton_chunked_memory = _from_function("triton_chunked_memory")
 gate_inputs = _from_function("gate_inputs")
 memory_with_gates = _from_function("memory_with_gates")
+variant = _from_function("variant")
 
 
 __all__ = ["available", "interpreting", "static_reason", "unsupported_reason", "resource_reason", "decide",
-           "triton_chunked_memory", "gate_inputs", "memory_with_gates"]
+           "triton_chunked_memory", "gate_inputs", "memory_with_gates", "variant"]

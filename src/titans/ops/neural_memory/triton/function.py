@@ -141,20 +141,24 @@ def _split_arg_types(depth: int, tok_dtype: torch.dtype, NC: int, TP: int, BHN: 
     f32 = torch.float32
     st = [f32] * (2 * depth)  # per layer W, S (snapshots, cotangents, query-pass partials)
     hid = [f32] * (2 if depth == 2 else 0)  # DD1 DX1
+    tw = [f32] * (2 if depth == 2 else 0)  # L_M = 2: forget targets TW1 TW2 (dummies without one)
     return {
-        # K V | D2 ENDS GN SN | snapshots
-        f"fwd{depth}_state_kernel": [tok_dtype] * 2 + [f32] * 4 + st + [NC, TP],
-        # Q K | D2 Y A C G | snapshots
-        f"fwd{depth}_query_kernel": [tok_dtype] * 2 + [f32] * 5 + st + [NC, TP],
-        # Q K | D2 DY A C G | snapshots | DQ DK DV DA DC DG | partials | DD1 DX1
-        f"bwd{depth}_query_kernel": [tok_dtype] * 2 + [f32] * 5 + st + [f32] * 6 + st + hid + [NC, TP],
+        # K V | D2 ENDS GN SN | snapshots | TW
+        f"fwd{depth}_state_kernel": [tok_dtype] * 2 + [f32] * 4 + st + tw + [NC, TP],
+        # Q K | D2 Y A C G | snapshots | TW
+        f"fwd{depth}_query_kernel": [tok_dtype] * 2 + [f32] * 5 + st + tw + [NC, TP],
+        # Q K | D2 DY A C G | snapshots | DQ DK DV DA DC DG | partials | DD1 DX1 | TW QT
+        f"bwd{depth}_query_kernel": [tok_dtype] * 2 + [f32] * 5 + st + [f32] * 6 + st + hid + tw * 2
+        + [NC, TP],
         # K | D2 ENDS GN SN | snapshots | cotangents | partials | DD1 DX1 | DK DV DENDS DGN DSN
-        f"bwd{depth}_state_kernel": [tok_dtype] + [f32] * 4 + st * 3 + hid + [f32] * 5 + [NC, TP, BHN],
+        # | TW QT DT
+        f"bwd{depth}_state_kernel": [tok_dtype] + [f32] * 4 + st * 3 + hid + [f32] * 5 + tw * 3
+        + [NC, TP, BHN],
     }
 
 
 def probe(depth: int, N: int, D: int, HD: int, act: str, prec: str, tok_dtype: torch.dtype,
-          NC: int, TP: int, BHN: int, backward: bool) -> str | None:
+          NC: int, TP: int, BHN: int, backward: bool, target: bool = False) -> str | None:
     """Compile the forward (and backward) kernel of a configuration for the current device
     without launching it and load it onto the device; ``None`` when both fit, else the reason
     (Triton's ``OutOfResources``, e.g. shared memory beyond the SM's limit, or any compile error).
@@ -162,6 +166,8 @@ def probe(depth: int, N: int, D: int, HD: int, act: str, prec: str, tok_dtype: t
     The argument types and integer values are those of the real launch, so the compiled kernels
     land in Triton's cache and the launch that follows reuses them (no extra compile)."""
     fwd, bwd, kw, scratch = _config(depth, N, D, HD, act, prec)
+    if target and depth == 2:  # the kernels as the launch with forget targets compiles them
+        kw = kw | {"HAS_T": True}
     if split_kernels():
         types = _split_arg_types(depth, tok_dtype, NC, TP, BHN)
         todo = [("forward", k, types[k.fn.__name__]) for k in fwd]
@@ -187,13 +193,15 @@ def probe(depth: int, N: int, D: int, HD: int, act: str, prec: str, tok_dtype: t
 class _MemoryFn(torch.autograd.Function):
     """Inputs: tokens ``[BHN, TP, D]`` (q, k, v), gates (A, c ``[BHN, NC, N]``, G
     ``[BHN, NC, N, N]``, ends ``[BHN, NC, 4]``, gn, sn ``[BHN, NC, N]``), then per layer
-    (W_l, S_l) ``[BHN, d_l, d_{l+1}]`` fp32. Outputs: y ``[BHN, TP, D]`` fp32 and the final
-    (W_l, S_l) per layer."""
+    (W_l, S_l) ``[BHN, d_l, d_{l+1}]`` fp32, then ``n_target`` (0, or 2 with L_M = 2 on the V6
+    kernels) forget targets W̄_l ``[BHN, d_l, d_{l+1}]`` fp32. Outputs: y ``[BHN, TP, D]`` fp32
+    and the final (W_l, S_l) per layer."""
 
     @staticmethod
-    def forward(ctx, act: str, q, k, v, A, C, G, ends, gn, sn, *state):
+    def forward(ctx, act: str, n_target: int, q, k, v, A, C, G, ends, gn, sn, *rest):
         BHN, TP, D = q.shape
         NC, N = A.shape[1], A.shape[2]
+        state, targets = rest[:len(rest) - n_target], rest[len(rest) - n_target:]
         depth = len(state) // 2
         prec = precision(q.dtype)
         if os.environ.get("TRITON_INTERPRET", "0") == "1":
@@ -207,22 +215,30 @@ class _MemoryFn(torch.autograd.Function):
         kernels = variant()
         fwd, _, kw, _ = _config(depth, N, D, state[0].shape[-1], act, prec, kernels)
         extra = []
+        if n_target and not (depth == 2 and split_kernels(kernels)):
+            raise ValueError(f"forget targets need the V6 kernels at L_M = 2, got L_M = {depth}, "
+                             f"kernels {kernels}")
         if split_kernels(kernels):  # V6: state recurrence, then the query pass per chunk
             d2 = torch.empty(BHN, TP, D, device=q.device, dtype=torch.float32)
-            LAST_COMPILED[f"fwd{depth}_state"] = fwd[0][(BHN,)](k, v, d2, ends, gn, sn, *snaps, NC, TP, **kw)
-            LAST_COMPILED[f"fwd{depth}_query"] = fwd[1][(NC, BHN)](q, k, d2, y, A, C, G, *snaps, NC, TP, **kw)
+            tw = list(targets) if n_target else (snaps[0], snaps[2]) if depth == 2 else ()
+            kt = kw | ({"HAS_T": True} if n_target else {})
+            LAST_COMPILED[f"fwd{depth}_state"] = fwd[0][(BHN,)](k, v, d2, ends, gn, sn, *snaps, *tw, NC, TP,
+                                                               **kt)
+            LAST_COMPILED[f"fwd{depth}_query"] = fwd[1][(NC, BHN)](q, k, d2, y, A, C, G, *snaps, *tw, NC, TP,
+                                                                  **kt)
             extra = [d2]
         else:
             LAST_COMPILED[f"fwd{depth}"] = fwd[(BHN,)](q, k, v, y, A, C, G, ends, gn, sn, *snaps, NC, TP,
                                                        **kw)
-        ctx.save_for_backward(q, k, v, A, C, G, ends, gn, sn, *snaps, *extra)
-        ctx.act, ctx.depth, ctx.prec, ctx.kernels = act, depth, prec, kernels
+        ctx.save_for_backward(q, k, v, A, C, G, ends, gn, sn, *snaps, *targets, *extra)
+        ctx.act, ctx.depth, ctx.prec, ctx.kernels, ctx.n_target = act, depth, prec, kernels, n_target
         return (y, *(s[:, NC].clone() for s in snaps))
 
     @staticmethod
     def backward(ctx, dy, *dstate):
         q, k, v, A, C, G, ends, gn, sn, *snaps = ctx.saved_tensors
-        snaps, extra = snaps[:2 * ctx.depth], snaps[2 * ctx.depth:]
+        n_st = 2 * ctx.depth
+        snaps, targets, extra = snaps[:n_st], snaps[n_st:n_st + ctx.n_target], snaps[n_st + ctx.n_target:]
         BHN, TP, D = q.shape
         NC, N = A.shape[1], A.shape[2]
         dy = torch.zeros_like(q, dtype=torch.float32) if dy is None else dy.float().contiguous()
@@ -246,17 +262,26 @@ class _MemoryFn(torch.autograd.Function):
             part = [torch.empty(BHN, NC, *snap.shape[2:], device=q.device, dtype=f32) for snap in snaps]
             # L_M = 2: the query pass's dd1 and dx1 [BHN, TP, hidden], finished by the state kernel
             hid = [torch.empty(BHN, TP, HD, device=q.device, dtype=f32) for _ in range(2 * (ctx.depth == 2))]
+            kt = kw
+            if ctx.n_target:  # the targets, their per-chunk query partials, their cotangents (summed)
+                tw = list(targets)
+                qt = [torch.empty(BHN, NC, *t.shape[1:], device=q.device, dtype=f32) for t in targets]
+                dt = [torch.zeros_like(t) for t in targets]
+                kt = kw | {"HAS_T": True}
+            else:  # dummies, never read (L_M = 2 kernels take the pointers)
+                tw = qt = dt = [snaps[0], snaps[2]] if ctx.depth == 2 else []
             LAST_COMPILED[f"bwd{ctx.depth}_query"] = bwd[0][(NC, BHN)](
-                q, k, d2, dy, A, C, G, *snaps, dq, dk, dv, dA, dC, dG, *part, *hid, NC, TP, **kw)
+                q, k, d2, dy, A, C, G, *snaps, dq, dk, dv, dA, dC, dG, *part, *hid, *tw, *qt, NC, TP, **kt)
             LAST_COMPILED[f"bwd{ctx.depth}_state"] = bwd[1][(BHN,)](
-                k, d2, ends, gn, sn, *snaps, *bufs, *part, *hid, dk, dv, dends, dgn, dsn, NC, TP, BHN, **kw)
-            return (None, dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dA, dC, dG, dends, dgn, dsn,
-                    *(b[0] for b in bufs))
+                k, d2, ends, gn, sn, *snaps, *bufs, *part, *hid, dk, dv, dends, dgn, dsn, *tw, *qt, *dt,
+                NC, TP, BHN, **kt)
+            return (None, None, dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dA, dC, dG, dends, dgn, dsn,
+                    *(b[0] for b in bufs), *(dt if ctx.n_target else ()))
         scratch = [torch.empty(BHN, *shape, device=q.device, dtype=f32) for shape in shapes]
         LAST_COMPILED[f"bwd{ctx.depth}"] = bwd[(BHN,)](q, k, v, dy, A, C, G, ends, gn, sn, *snaps, *bufs,
                                                       dq, dk, dv, dA, dC, dG, dends, dgn, dsn, *scratch,
                                                       NC, TP, BHN, **kw)
-        return (None, dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dA, dC, dG, dends, dgn, dsn,
+        return (None, None, dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dA, dC, dG, dends, dgn, dsn,
                 *(b[0] for b in bufs))
 
 
@@ -366,11 +391,17 @@ def gate_inputs(theta: Tensor, eta: Tensor, alpha: Tensor, chunk_size: int) -> l
 
 
 def memory_with_gates(q: Tensor, k: Tensor, v: Tensor, gates: list[Tensor], weights: list[Tensor],
-                      momentum: list[Tensor], chunk_size: int, activation: str
-                      ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+                      momentum: list[Tensor], chunk_size: int, activation: str,
+                      target: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """The memory over ``[B, T, H, D]`` tokens with gate inputs from :func:`gate_inputs` (their
     ``NC = ceil(T / chunk_size)`` chunks); ``[B, H, d_l, d_{l+1}]`` state → y ``[B, T, H, D]``
-    (q's dtype) and the final fp32 weights and momentum."""
+    (q's dtype) and the final fp32 weights and momentum. ``target``: forget targets W̄_l
+    ``[H | B,H, d_l, d_{l+1}]`` (``W_t = (1 − α_t) W_{t−1} + α_t W̄ + S_t``): at L_M = 2 inside the
+    V6 kernels; at L_M = 1 by the exact shift ``Ŵ = W − W̄`` (a linear memory's gradient at
+    ``Ŵ + W̄`` on (k, v) is its gradient at Ŵ on (k, v − k W̄), and Ŵ forgets towards zero)."""
+    if target is not None and len(weights) == 1:
+        return _shifted_linear_memory(q, k, v, gates, weights, momentum, chunk_size, activation,
+                                      target[0])
     B, T, H, D = q.shape
     if q.is_cuda and len(weights) == 2 and not ALLOW_NARROW_TILES_ON_GPU:
         tile = hidden_tile(weights[0].shape[-1])
@@ -395,19 +426,40 @@ def memory_with_gates(q: Tensor, k: Tensor, v: Tensor, gates: list[Tensor], weig
         for w, s in zip(weights, momentum):
             state += [w.float().reshape(B * H, *w.shape[-2:]).contiguous(),
                       s.float().reshape(B * H, *s.shape[-2:]).contiguous()]
-        y, *new = _MemoryFn.apply(activation, tokens(q), tokens(k), tokens(v), *gates, *state)
+        targets = [t.float().expand(B, H, *t.shape[-2:]).reshape(B * H, *t.shape[-2:]).contiguous()
+                   for t in target or ()]
+        y, *new = _MemoryFn.apply(activation, len(targets), tokens(q), tokens(k), tokens(v), *gates,
+                                  *state, *targets)
     y = y.view(B, H, NC * N, D)[:, :, :T].transpose(1, 2).to(q.dtype)
     new = [t.view(B, H, *t.shape[1:]) for t in new]
     return y, new[0::2], new[1::2]
 
 
+def _shifted_linear_memory(q: Tensor, k: Tensor, v: Tensor, gates: list[Tensor], weights: list[Tensor],
+                           momentum: list[Tensor], chunk_size: int, activation: str, target: Tensor
+                           ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """L_M = 1 with forget target W̄ on the zero-target kernels: Ŵ = W − W̄ follows
+    ``Ŵ_t = (1 − α_t) Ŵ_{t−1} + S_t`` with the surprise of (k, v − k W̄), and ``y = q Ŵ_t + q W̄``
+    (exact; the momentum is the same in both forms). Autograd carries W̄'s gradient."""
+    B, T, H, D = q.shape
+    with torch.autocast(q.device.type, enabled=False):
+        tw = target.float().expand(B, H, D, D)
+        v_hat = (v.float() - torch.einsum("bthd,bhde->bthe", k.float(), tw)).to(v.dtype)
+        y, new_w, new_s = memory_with_gates(q, k, v_hat, gates, [weights[0].float() - tw], momentum,
+                                            chunk_size, activation)
+        y = (y.float() + torch.einsum("bthd,bhde->bthe", q.float(), tw)).to(q.dtype)
+    return y, [new_w[0] + tw], new_s
+
+
 def triton_chunked_memory(q: Tensor, k: Tensor, v: Tensor, theta: Tensor, eta: Tensor, alpha: Tensor,
                           weights: list[Tensor], momentum: list[Tensor], chunk_size: int,
-                          activation: str) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+                          activation: str, target: list[Tensor] | None = None
+                          ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """Same contract as ``chunked_neural_memory`` (offset 0): ``[B, T, H, D]`` inputs and
-    ``[B, H, d_l, d_{l+1}]`` fp32 state → ``y [B, T, H, D]`` (q's dtype), final weights, momentum."""
+    ``[B, H, d_l, d_{l+1}]`` fp32 state → ``y [B, T, H, D]`` (q's dtype), final weights, momentum;
+    ``target`` as in :func:`memory_with_gates`."""
     B, T, H, D = q.shape
     if T == 0:  # nothing to read or write: the state passes through unchanged
         return q.new_zeros(B, 0, H, D), [w.float() for w in weights], [s.float() for s in momentum]
     gates = gate_inputs(theta, eta, alpha, chunk_size)
-    return memory_with_gates(q, k, v, gates, weights, momentum, chunk_size, activation)
+    return memory_with_gates(q, k, v, gates, weights, momentum, chunk_size, activation, target)

@@ -818,12 +818,13 @@ def bwd2s_kernel(Q, K, V, DY, AV, CV, GM, ENDS, GN, SN, W1, S1, W2, S2, DW1, DS1
 
 
 @triton.jit
-def fwd2_state_kernel(K, V, D2, ENDS, GN, SN, W1, S1, W2, S2, NC, TP,
+def fwd2_state_kernel(K, V, D2, ENDS, GN, SN, W1, S1, W2, S2, TW1, TW2, NC, TP,
                       N: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, BH: tl.constexpr,
-                      ACT: tl.constexpr, PREC: tl.constexpr):
+                      ACT: tl.constexpr, PREC: tl.constexpr, HAS_T: tl.constexpr = False):
     """Sequential part of the V6 forward: keys forward through the chunk-start memory, the
     residual d2 (stored to D2 for the query pass and the backward), layer-1 delta d1 and the
-    end-of-chunk W and S of both layers (snapshots c + 1)."""
+    end-of-chunk W and S of both layers (snapshots c + 1). ``HAS_T``: the forget gate decays
+    towards the targets TW1, TW2 ``[BHN, d_l, d_l+1]`` (``W' += (1 − A_n) W̄``), else unused."""
     pid = tl.program_id(0).to(tl.int64)
     rn = tl.arange(0, N)
     rd = tl.arange(0, D)
@@ -858,19 +859,25 @@ def fwd2_state_kernel(K, V, D2, ENDS, GN, SN, W1, S1, W2, S2, NC, TP,
             z0 = _dot(k, w1, PREC)
             x1t = tl.trans(_act(z0, ACT))
             d1 = _dot(d2, tl.trans(w2), PREC) * _act_d(z0, ACT)
-            tl.store(W1 + s_out + j0 + dj, a_n * w1 + c_n * s1 - _dot(kt, gn[:, None] * d1, PREC))
+            w1n = a_n * w1 + c_n * s1 - _dot(kt, gn[:, None] * d1, PREC)
+            w2n = a_n * w2 + c_n * s2 - _dot(x1t, gn[:, None] * d2, PREC)
+            if HAS_T:
+                w1n += (1.0 - a_n) * tl.load(TW1 + pid * DH + j0 + dj)
+                w2n += (1.0 - a_n) * tl.load(TW2 + pid * DH + j0 * D + jd)
+            tl.store(W1 + s_out + j0 + dj, w1n)
             tl.store(S1 + s_out + j0 + dj, e_n * s1 - _dot(kt, sn[:, None] * d1, PREC))
-            tl.store(W2 + s_out + j0 * D + jd, a_n * w2 + c_n * s2 - _dot(x1t, gn[:, None] * d2, PREC))
+            tl.store(W2 + s_out + j0 * D + jd, w2n)
             tl.store(S2 + s_out + j0 * D + jd, e_n * s2 - _dot(x1t, sn[:, None] * d2, PREC))
         tl.debug_barrier()
 
 
 @triton.jit
-def fwd2_query_kernel(Q, K, D2, Y, AV, CV, GM, W1, S1, W2, S2, NC, TP,
+def fwd2_query_kernel(Q, K, D2, Y, AV, CV, GM, W1, S1, W2, S2, TW1, TW2, NC, TP,
                       N: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, BH: tl.constexpr,
-                      ACT: tl.constexpr, PREC: tl.constexpr):
+                      ACT: tl.constexpr, PREC: tl.constexpr, HAS_T: tl.constexpr = False):
     """Query pass of the V6 forward, one program per (batch·head, chunk): y of the chunk's tokens
-    from its start state (snapshot c) and its keys and residual d2 (dual form)."""
+    from its start state (snapshot c) and its keys and residual d2 (dual form). ``HAS_T``: each
+    layer's per-token weights gain ``(1 − A_t) W̄`` (targets TW1, TW2)."""
     c = tl.program_id(0).to(tl.int64)  # chunk on the first grid axis (up to 2³¹ - 1; the second has 65535)
     pid = tl.program_id(1).to(tl.int64)
     rn = tl.arange(0, N)
@@ -901,8 +908,12 @@ def fwd2_query_kernel(Q, K, D2, Y, AV, CV, GM, W1, S1, W2, S2, NC, TP,
         z0 = _dot(k, w1, PREC)
         d1 = _dot(d2, tl.trans(w2), PREC) * _act_d(z0, ACT)
         o0 = a[:, None] * _dot(q, w1, PREC) + cc[:, None] * _dot(q, s1, PREC) - _dot(m0, d1, PREC)
+        if HAS_T:
+            o0 += (1.0 - a)[:, None] * _dot(q, tl.load(TW1 + pid * DH + j0 + dj), PREC)
         h1 = _act(o0, ACT)
         y += a[:, None] * _dot(h1, w2, PREC) + cc[:, None] * _dot(h1, s2, PREC)
+        if HAS_T:
+            y += (1.0 - a)[:, None] * _dot(h1, tl.load(TW2 + pid * DH + j0 * D + jd), PREC)
         p1 += _dot(h1, tl.trans(_act(z0, ACT)), PREC)
     y -= _dot(gm * p1, d2, PREC)
     tl.store(Y + tok + nd, y)
@@ -910,14 +921,16 @@ def fwd2_query_kernel(Q, K, D2, Y, AV, CV, GM, W1, S1, W2, S2, NC, TP,
 
 @triton.jit
 def bwd2_query_kernel(Q, K, D2, DY, AV, CV, GM, W1, S1, W2, S2,
-                      DQ, DK, DV, DAV, DCV, DGM, QW1, QS1, QW2, QS2, DD1, DX1, NC, TP,
-                      N: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, BH: tl.constexpr,
-                      ACT: tl.constexpr, PREC: tl.constexpr):
+                      DQ, DK, DV, DAV, DCV, DGM, QW1, QS1, QW2, QS2, DD1, DX1, TW1, TW2, QT1, QT2,
+                      NC, TP, N: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, BH: tl.constexpr,
+                      ACT: tl.constexpr, PREC: tl.constexpr, HAS_T: tl.constexpr = False):
     """Cotangents of the query pass (V6 backward), one program per (batch·head, chunk), from the
     chunk-start state: complete dq, dA, dc, dG; partial dk (query part) into DK, dd2 (query part,
     sign +) into DV; the query pass's contributions to the start-state cotangent into QW1, QS1,
     QW2, QS2 ``[BHN, NC, ...]``; dd1 and dx1 of the query pass into DD1, DX1 ``[BHN, TP, HD]``.
-    The sequential ``bwd2_state_kernel`` adds the end-state terms and the delta chain."""
+    The sequential ``bwd2_state_kernel`` adds the end-state terms and the delta chain. ``HAS_T``:
+    the targets' terms ``(1 − A) ⊙ (x W̄)`` too, their cotangent partials into QT1, QT2
+    ``[BHN, NC, ...]``."""
     c = tl.program_id(0).to(tl.int64)  # chunk on the first grid axis (up to 2³¹ - 1; the second has 65535)
     pid = tl.program_id(1).to(tl.int64)
     rn = tl.arange(0, N)
@@ -961,6 +974,10 @@ def bwd2_query_kernel(Q, K, D2, DY, AV, CV, GM, W1, S1, W2, S2,
         qw1 = _dot(q, w1, PREC)
         qs1 = _dot(q, s1, PREC)
         o0 = a[:, None] * qw1 + cc[:, None] * qs1 - _dot(m0, d1, PREC)
+        if HAS_T:
+            tw1 = tl.load(TW1 + pid * DH + j0 + dj)
+            qt1 = _dot(q, tw1, PREC)
+            o0 += (1.0 - a)[:, None] * qt1
         h1 = _act(o0, ACT)
         p1 += _dot(h1, tl.trans(x1), PREC)
         # Layer 2: y = A⊙(h1 W2) + c⊙(h1 S2) - (G⊙P1) d2.
@@ -972,6 +989,11 @@ def bwd2_query_kernel(Q, K, D2, DY, AV, CV, GM, W1, S1, W2, S2,
         tl.store(QW2 + q_out + j0 * D + jd, _dot(h1t, a[:, None] * dy, PREC))
         tl.store(QS2 + q_out + j0 * D + jd, _dot(h1t, cc[:, None] * dy, PREC))
         dh1 = a[:, None] * dyw2 + cc[:, None] * dys2 + _dot(dp1, x1, PREC)
+        if HAS_T:  # y += (1 - A)⊙(h1 W̄2)
+            dyt2 = _dot(dy, tl.trans(tl.load(TW2 + pid * DH + j0 * D + jd)), PREC)
+            da -= tl.sum(dyt2 * h1, 1)
+            dh1 += (1.0 - a)[:, None] * dyt2
+            tl.store(QT2 + q_out + j0 * D + jd, _dot(h1t, (1.0 - a)[:, None] * dy, PREC))
         tl.store(DX1 + tokh + j0 + nj, _dot(tl.trans(dp1), h1, PREC))
         # Layer 1: o0 = A⊙(q W1) + c⊙(q S1) - M0 d1.
         do0 = dh1 * _act_d(o0, ACT)
@@ -982,6 +1004,11 @@ def bwd2_query_kernel(Q, K, D2, DY, AV, CV, GM, W1, S1, W2, S2,
         tl.store(QW1 + q_out + j0 + dj, _dot(qt, ado0, PREC))
         tl.store(QS1 + q_out + j0 + dj, _dot(qt, cdo0, PREC))
         dq += _dot(ado0, tl.trans(w1), PREC) + _dot(cdo0, tl.trans(s1), PREC)
+        if HAS_T:  # o0 += (1 - A)⊙(q W̄1)
+            da -= tl.sum(do0 * qt1, 1)
+            tdo0 = (1.0 - a)[:, None] * do0
+            tl.store(QT1 + q_out + j0 + dj, _dot(qt, tdo0, PREC))
+            dq += _dot(tdo0, tl.trans(tw1), PREC)
         dm0 -= _dot(do0, tl.trans(d1), PREC)
         tl.store(DD1 + tokh + j0 + nj, -_dot(tl.trans(m0), do0, PREC))
     # dG = dM1 ⊙ P1 + dM0 ⊙ qkᵀ (dM1 = -dy d2ᵀ recomputed rather than held across the loop).
@@ -996,15 +1023,18 @@ def bwd2_query_kernel(Q, K, D2, DY, AV, CV, GM, W1, S1, W2, S2,
 
 @triton.jit
 def bwd2_state_kernel(K, D2, ENDS, GN, SN, W1, S1, W2, S2, DW1, DS1, DW2, DS2,
-                      QW1, QS1, QW2, QS2, DD1, DX1, DK, DV, DENDS, DGN, DSN, NC, TP, BHN,
+                      QW1, QS1, QW2, QS2, DD1, DX1, DK, DV, DENDS, DGN, DSN,
+                      TW1, TW2, QT1, QT2, DT1, DT2, NC, TP, BHN,
                       N: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, BH: tl.constexpr,
-                      ACT: tl.constexpr, PREC: tl.constexpr):
+                      ACT: tl.constexpr, PREC: tl.constexpr, HAS_T: tl.constexpr = False):
     """Sequential part of the V6 backward (reverse chunk loop): the end-state terms and the delta
     chain, added to the query-pass partials of ``bwd2_query_kernel``. Per chunk, pass 1 walks the
     hidden tiles once (end-state cotangents of both layers, dd1 complete, its chain into dd2, the
     new start-state cotangent without the keys-forward terms); pass 2 the keys forward
     (d2 = σ(k W1) W2 - v) once dd2 is complete. DX1 and DD1 hold the query pass's dx1 and dd1
-    and are overwritten in place with the pass-1 partials of dx1 and dz0."""
+    and are overwritten in place with the pass-1 partials of dx1 and dz0. ``HAS_T``: the end
+    state's ``(1 − A_n) W̄`` term; the targets' cotangents ``Σ_c (1 − A_n) dW' + QT[c]`` are
+    accumulated into DT1, DT2 ``[BHN, ...]`` (zero on entry)."""
     pid = tl.program_id(0).to(tl.int64)
     rn = tl.arange(0, N)
     rd = tl.arange(0, D)
@@ -1061,6 +1091,11 @@ def bwd2_state_kernel(K, D2, ENDS, GN, SN, W1, S1, W2, S2, DW1, DS1, DW2, DS2,
             tl.store(DX1 + tokh + j0 + nj, dx1)
             s2 = tl.load(S2 + s_in + j0 * D + jd)
             va += tl.sum(dw2e * w2, 0)
+            if HAS_T:  # W2' gains (1 - A_n) W̄2
+                tw2 = tl.load(TW2 + pid * DH + j0 * D + jd)
+                va -= tl.sum(dw2e * tw2, 0)
+                dt2 = tl.load(DT2 + pid * DH + j0 * D + jd) + (1.0 - a_n) * dw2e
+                tl.store(DT2 + pid * DH + j0 * D + jd, dt2 + tl.load(QT2 + q_in + j0 * D + jd))
             vc += tl.sum(dw2e * s2, 0)
             ve += tl.sum(ds2e * s2, 0)
             tl.store(DS2 + d_out + j0 * D + jd, c_n * dw2e + e_n * ds2e + tl.load(QS2 + q_in + j0 * D + jd))
@@ -1074,6 +1109,11 @@ def bwd2_state_kernel(K, D2, ENDS, GN, SN, W1, S1, W2, S2, DW1, DS1, DW2, DS2,
                    + _dot(sn[:, None] * d1, tl.trans(ds1e), PREC))
             s1 = tl.load(S1 + s_in + j0 + dj)
             va += tl.sum(dw1e * w1, 1)
+            if HAS_T:  # W1' gains (1 - A_n) W̄1
+                tw1 = tl.load(TW1 + pid * DH + j0 + dj)
+                va -= tl.sum(dw1e * tw1, 1)
+                dt1 = tl.load(DT1 + pid * DH + j0 + dj) + (1.0 - a_n) * dw1e
+                tl.store(DT1 + pid * DH + j0 + dj, dt1 + tl.load(QT1 + q_in + j0 + dj))
             vc += tl.sum(dw1e * s1, 1)
             ve += tl.sum(ds1e * s1, 1)
             tl.store(DW1 + d_out + j0 + dj, a_n * dw1e + tl.load(QW1 + q_in + j0 + dj))
