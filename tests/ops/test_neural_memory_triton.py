@@ -324,7 +324,7 @@ def test_v6_probe_argument_types_match_the_kernels():
     for depth in (1, 2):
         for name, types in _split_arg_types(depth, torch.bfloat16, 5, 320, 6).items():
             params = [p for p in inspect.signature(getattr(K, name).fn).parameters
-                      if p not in ("N", "D", "HD", "BH", "ACT", "PREC")]
+                      if p not in ("N", "D", "HD", "BH", "ACT", "PREC", "HAS_T")]
             assert len(params) == len(types), name
             tok = [p for p, t in zip(params, types) if t == torch.bfloat16]
             assert tok == [p for p in params if p in "QKV"], name
@@ -517,15 +517,20 @@ def test_select_backend_falls_back_when_resources_fail(monkeypatch):
     from titans.ops.neural_memory import api
 
     monkeypatch.setattr(api.triton_backend, "unsupported_reason", lambda q, w, n: None)
-    monkeypatch.setattr(api.triton_backend, "resource_reason",
-                        lambda q, w, n, act, bwd: "backward kernel does not build: OutOfResources")
+    monkeypatch.setattr(api.triton_backend, "resource_reason", lambda q, w, n, act, bwd, target=False:
+                        "backward kernel does not build: OutOfResources")
     q = torch.zeros(1, 4, 1, 64, dtype=torch.bfloat16)
     monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
     w = [torch.zeros(1, 64, 128), torch.zeros(1, 128, 64)]
     assert api.select_backend("auto", q, w, 64) == "torch"
     with pytest.raises(ValueError, match="OutOfResources"):
         api.select_backend("triton", q, w, 64)
-    monkeypatch.setattr(api.triton_backend, "resource_reason", lambda q, w, n, act, bwd: None)
+    monkeypatch.setattr(api.triton_backend, "resource_reason", lambda q, w, n, act, bwd, target=False: None)
+    assert api.select_backend("auto", q, w, 64) == "triton"
+    # The forget-target kernels are probed as their own configuration.
+    monkeypatch.setattr(api.triton_backend, "resource_reason",
+                        lambda q, w, n, act, bwd, target=False: "HAS_T does not fit" if target else None)
+    assert api.select_backend("auto", q, w, 64, target=True) == "torch"
     assert api.select_backend("auto", q, w, 64) == "triton"
 
 

@@ -61,7 +61,8 @@ def select_backend(backend: str, q: Tensor, weights, chunk_size: int, activation
         reason = (f"forget_target at L_M = 2 needs the V6 kernels, TITANS_TRITON_KERNELS is "
                   f"{triton_backend.variant()}")
     if reason is None:
-        reason = triton_backend.resource_reason(q, weights, chunk_size, activation, backward, target)
+        reason = triton_backend.resource_reason(q, weights, chunk_size, activation, backward,
+                                                 target=target)
     if reason is None:
         return "triton"
     if backend == "triton":
