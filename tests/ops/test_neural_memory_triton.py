@@ -198,6 +198,40 @@ def test_interpreter_forget_target_recomputed_segments_and_zero_target(monkeypat
             "interp zero target vs none")
 
 
+def layer_with_target_on_both_paths(monkeypatch, device, depth, autocast):
+    """A ``forget_target="init"`` memory layer on the Triton and the PyTorch path: output, input
+    gradient and the gradient of every parameter (the initial memory M_0, which is also the
+    target, included)."""
+    from titans import NeuralMemory, NeuralMemoryConfig
+
+    torch.manual_seed(0)
+    cfg = NeuralMemoryConfig(d_model=64 if device == "cuda" else 32, num_heads=2, depth=depth,
+                             chunk_size=16, forget_target="init", alpha_init=0.2)
+    mem = NeuralMemory(cfg).to(device)
+    x = torch.randn(2, 45, cfg.d_model, device=device, requires_grad=True)
+    outs = {}
+    for backend in ("triton", "torch"):
+        monkeypatch.setenv("TITANS_NEURAL_MEMORY_BACKEND", backend)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
+            y, _ = mem(x)
+        names, params = zip(*[(n, p) for n, p in mem.named_parameters()])
+        grads = torch.autograd.grad(y.float().pow(2).sum(), [x, *params], allow_unused=True)
+        outs[backend] = {"y": y.float(), "dx": grads[0]} | {
+            n: g for n, g in zip(names, grads[1:]) if g is not None}
+    assert any("init" in n for n in outs["torch"]), sorted(outs["torch"])
+    return outs
+
+
+@interp
+@pytest.mark.parametrize("depth", [1, 2])
+def test_interpreter_layer_with_init_target_matches_torch_path(monkeypatch, depth):
+    monkeypatch.setenv("TITANS_TRITON_PRECISION", "ieee")
+    outs = layer_with_target_on_both_paths(monkeypatch, "cpu", depth, autocast=False)
+    assert outs["triton"].keys() == outs["torch"].keys()
+    for k in outs["torch"]:
+        assert rel_err(outs["triton"][k], outs["torch"][k]) < 1e-4, k
+
+
 @interp
 def test_interpreter_forget_target_needs_the_v6_kernels_at_depth_2(monkeypatch):
     args, w, m = make_inputs(1, 20, 1, 16, 2, 32)
@@ -463,6 +497,13 @@ def test_gpu_layer_under_autocast_matches_torch_path(monkeypatch):
         outs[backend] = (y.float(), gx)
     assert rel_err(outs["triton"][0], outs["torch"][0]) < 3e-2
     assert rel_err(outs["triton"][1], outs["torch"][1]) < 6e-2
+
+
+@gpu
+def test_gpu_layer_with_init_target_under_autocast_matches_torch_path(monkeypatch):
+    outs = layer_with_target_on_both_paths(monkeypatch, "cuda", 2, autocast=True)
+    for k in outs["torch"]:
+        assert rel_err(outs["triton"][k], outs["torch"][k]) < 6e-2, k
 
 
 # ------------------------------------------------------------ support matrix (CPU, no triton)
