@@ -53,20 +53,23 @@ def make_inputs(B, T, H, D, depth, hidden, device="cpu", dtype=torch.float32, mo
     return [q, k, v, theta, eta, alpha], weights, mom
 
 
-def run(args, weights, mom, chunk, act, backend, f64=False, **op_kw):
+def run(args, weights, mom, chunk, act, backend, f64=False, target=(), **op_kw):
     """Forward + grads of every input under fixed random cotangents (seeded per call);
-    ``op_kw`` goes to ``neural_memory`` (e.g. ``recompute_segment``)."""
+    ``op_kw`` goes to ``neural_memory`` (e.g. ``recompute_segment``). With ``target`` (forget
+    targets, one per layer) those are inputs too: their gradients come back as dT0, dT1, ..."""
     leaves = [t.detach().clone().double() if f64 else t.detach().clone()
-              for t in (*args, *weights, *(mom or ()))]
+              for t in (*args, *weights, *(mom or ()), *target)]
     for t in leaves:
         t.requires_grad_()
-    depth = len(weights)
-    state = MemoryState(tuple(leaves[6:6 + depth]), tuple(leaves[6 + depth:]) if mom else None)
+    depth, n_mom = len(weights), len(mom or ())
+    momentum = tuple(leaves[6 + depth:6 + depth + n_mom]) if mom else None
+    state = MemoryState(tuple(leaves[6:6 + depth]), momentum)
+    tgt = {"forget_target": leaves[6 + depth + n_mom:]} if target else {}
     if f64:
-        y, st = neural_memory_reference(*leaves[:6], state, chunk_size=chunk, activation=act)
+        y, st = neural_memory_reference(*leaves[:6], state, chunk_size=chunk, activation=act, **tgt)
     else:
         y, st = neural_memory(*leaves[:6], state, chunk_size=chunk, activation=act, backend=backend,
-                              **op_kw)
+                              **tgt, **op_kw)
     outs = [y, *st.weights, *st.momentum]
     gen = torch.Generator(device=y.device).manual_seed(1)
     probes = [torch.randn(o.shape, generator=gen, device=o.device, dtype=torch.float64) for o in outs]
@@ -75,6 +78,7 @@ def run(args, weights, mom, chunk, act, backend, f64=False, **op_kw):
     names = ["y"] + [f"W{i}" for i in range(depth)] + [f"S{i}" for i in range(depth)]
     gnames = ["dq", "dk", "dv", "dtheta", "deta", "dalpha"] + [f"dW{i}" for i in range(depth)]
     gnames += [f"dS{i}" for i in range(depth)] if mom else []
+    gnames += [f"dT{i}" for i in range(depth)] if target else []
     outs = dict(zip(names, [o.detach().double() for o in outs]))
     return outs, dict(zip(gnames, [g.double() for g in grads]))
 
@@ -130,33 +134,6 @@ def test_interpreter_recomputed_segments_match_whole(monkeypatch, depth, hidden)
     compare(got, run(args, w, m, 16, "gelu", "triton"), 1e-5, 1e-5, f"interp recompute L{depth}")
 
 
-def run_target(args, weights, mom, target, chunk, backend, f64=False, **op_kw):
-    """:func:`run` with a forget target (``target`` tensors are leaves too: their gradients are
-    returned as dT0, dT1, ...)."""
-    leaves = [t.detach().clone().double() if f64 else t.detach().clone()
-              for t in (*args, *weights, *mom, *target)]
-    for t in leaves:
-        t.requires_grad_()
-    depth = len(weights)
-    state = MemoryState(tuple(leaves[6:6 + depth]), tuple(leaves[6 + depth:6 + 2 * depth]))
-    tgt = leaves[6 + 2 * depth:]
-    if f64:
-        y, st = neural_memory_reference(*leaves[:6], state, chunk_size=chunk, forget_target=tgt)
-    else:
-        y, st = neural_memory(*leaves[:6], state, chunk_size=chunk, backend=backend, forget_target=tgt,
-                              **op_kw)
-    outs = [y, *st.weights, *st.momentum]
-    gen = torch.Generator(device=y.device).manual_seed(1)
-    probes = [torch.randn(o.shape, generator=gen, device=o.device, dtype=torch.float64) for o in outs]
-    loss = sum((p * o.double()).sum() for p, o in zip(probes, outs))
-    grads = torch.autograd.grad(loss, leaves)
-    names = ["y"] + [f"W{i}" for i in range(depth)] + [f"S{i}" for i in range(depth)]
-    gnames = ["dq", "dk", "dv", "dtheta", "deta", "dalpha"] + [f"dW{i}" for i in range(depth)]
-    gnames += [f"dS{i}" for i in range(depth)] + [f"dT{i}" for i in range(depth)]
-    return (dict(zip(names, [o.detach().double() for o in outs])),
-            dict(zip(gnames, [g.double() for g in grads])))
-
-
 def make_target(weights, B=None, scale=1.0):
     torch.manual_seed(7)
     lead = () if B is None else (B,)
@@ -176,8 +153,8 @@ def test_interpreter_forget_target_matches_reference(monkeypatch, depth, hidden,
     monkeypatch.setenv("TITANS_TRITON_PRECISION", "ieee")
     args, w, m = make_inputs(2, T, H, 16, depth, hidden)
     target = make_target(w, B=2 if batched else None)
-    got = run_target(args, w, m, target, chunk, "triton")
-    ref = run_target(args, w, m, target, chunk, None, f64=True)
+    got = run(args, w, m, chunk, "gelu", "triton", target=target)
+    ref = run(args, w, m, chunk, "gelu", None, f64=True, target=target)
     assert all(ref[1][f"dT{i}"].abs().max() > 0 for i in range(depth))
     compare(got, ref, 1e-5, 1e-5, f"interp forget target L{depth} T{T} H{H} batched={batched}")
 
@@ -189,10 +166,10 @@ def test_interpreter_forget_target_recomputed_segments_and_zero_target(monkeypat
     monkeypatch.setenv("TITANS_TRITON_PRECISION", "ieee")
     args, w, m = make_inputs(1, 70, 2, 16, 2, 32)
     target = make_target(w)
-    whole = run_target(args, w, m, target, 16, "triton")
-    compare(run_target(args, w, m, target, 16, "triton", recompute_segment=32), whole, 1e-5, 1e-5,
+    whole = run(args, w, m, 16, "gelu", "triton", target=target)
+    compare(run(args, w, m, 16, "gelu", "triton", recompute_segment=32, target=target), whole, 1e-5, 1e-5,
             "interp forget target, recomputed segments")
-    zero = run_target(args, w, m, tuple(torch.zeros_like(t) for t in target), 16, "triton")
+    zero = run(args, w, m, 16, "gelu", "triton", target=tuple(torch.zeros_like(t) for t in target))
     plain = run(args, w, m, 16, "gelu", "triton")
     compare((zero[0], {k: v for k, v in zero[1].items() if not k.startswith("dT")}), plain, 1e-6, 1e-6,
             "interp zero target vs none")
@@ -474,10 +451,10 @@ def test_gpu_forget_target_bf16_matches_reference_and_torch_path(depth, D, hidde
     path: the bf16 tolerances of the plain kernels (3e-2 / 6e-2), W̄'s gradient included."""
     args, w, m = make_inputs(2, T, 4, D, depth, hidden, device="cuda", dtype=torch.bfloat16)
     target = make_target(w)
-    got = run_target(args, w, m, target, chunk, "triton")
-    compare(got, run_target(args, w, m, target, chunk, None, f64=True), 3e-2, 6e-2,
+    got = run(args, w, m, chunk, "gelu", "triton", target=target)
+    compare(got, run(args, w, m, chunk, "gelu", None, f64=True, target=target), 3e-2, 6e-2,
             f"gpu bf16 forget target vs f64 L{depth} D{D}")
-    compare(got, run_target(args, w, m, target, chunk, "torch"), 3e-2, 6e-2,
+    compare(got, run(args, w, m, chunk, "gelu", "torch", target=target), 3e-2, 6e-2,
             f"gpu bf16 forget target vs torch L{depth} D{D}")
 
 
