@@ -191,14 +191,18 @@ def kernel_times(step, reps: int = 3) -> dict[str, float]:
 
 
 def build(name: str, d_model: int, heads: int, chunk: int, depth: int = 2):
-    os.environ[BACKEND_ENV] = "torch" if name == "ours-torch" else "auto"
+    os.environ[BACKEND_ENV] = "torch" if name.startswith("ours-torch") else "auto"
     if name.startswith("ours"):
         from titans.memory import NeuralMemory, NeuralMemoryConfig
 
-        # ours-triton-rcN: the op recomputes segments of N tokens in the backward pass
+        # ours-triton-rcN: the op recomputes segments of N tokens in the backward pass;
+        # ours-*-init: the memory forgets towards its initial weights (forget_target="init")
+        target = "init" if name.endswith("-init") else "zero"
+        name = name.removesuffix("-init")
         segment = int(name.split("-rc")[1]) if "-rc" in name else None
         return NeuralMemory(NeuralMemoryConfig(d_model=d_model, num_heads=heads, depth=depth,
-                                               expansion=4.0, chunk_size=chunk, recompute_segment=segment))
+                                               expansion=4.0, chunk_size=chunk, recompute_segment=segment,
+                                               forget_target=target))
     if name == "sdpa":
         from bench_memory import SDPAttention
 
@@ -227,7 +231,7 @@ def bench_layer(name: str, B: int, T: int, args, depth: int = 2) -> dict:
         model.zero_grad(set_to_none=True)
         x.grad = None
 
-    slow = name in ("ours-torch", "titans-pytorch-bs64") or depth > 2
+    slow = name.startswith("ours-torch") or name == "titans-pytorch-bs64" or depth > 2
     r = time_step(step, warmup=1 if slow else 3, repeat=2 if slow else 10,
                   max_seconds=args.max_seconds)
     r["tokens_per_s"] = B * T / r["seconds"]
@@ -250,7 +254,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="ours-triton,ours-triton-rc256,ours-torch,titans-pytorch,"
                    "titans-pytorch-bs64,gdn,sdpa", help="layers to time; ours-triton-rcN recomputes "
-                   "the memory op in segments of N tokens (recompute_segment) to save memory")
+                   "the memory op in segments of N tokens (recompute_segment) to save memory; a "
+                   "suffix -init on ours-* forgets towards the initial memory (forget_target)")
     p.add_argument("--shapes", default=",".join(f"{b}x{t}" for b, t in SHAPES))
     p.add_argument("--depths", default="1,2,3,4")
     p.add_argument("--sections", default="ceilings,op,layers,depth",
