@@ -45,6 +45,22 @@ GPU_HIDDEN_TILE = 64  # 32/16-column tiles hit an illegal memory access on H100 
 _RESOURCE_CACHE: dict[tuple, str | None] = {}  # configuration key -> None (fits) or the reason
 
 
+VARIANTS = ("v6", "v4", "v2", "v5")  # kernel versions (docs/kernel-notes.md); TITANS_TRITON_KERNELS picks one
+
+
+def variant() -> str:
+    """Kernel version (docs/kernel-notes.md), environment ``TITANS_TRITON_KERNELS``: ``v6``
+    (default; L_M = 1 and 2: forward and backward each split into a sequential state kernel and
+    a query-pass kernel with one program per (batch·head, chunk); 1.3–1.8× faster than v4 at
+    L_M = 2, ~1.7× the activation memory), ``v4`` (one program per (batch, head) with the chunk
+    loop inside; smaller live set), ``v2`` (the first one), ``v5`` (main backward pass split in
+    two) — v2/v4/v5 differ only in the L_M = 2 backward. All compute the same outputs."""
+    v = os.environ.get("TITANS_TRITON_KERNELS", "v6")
+    if v not in VARIANTS:
+        raise ValueError(f"TITANS_TRITON_KERNELS must be one of {VARIANTS}, got {v!r}")
+    return v
+
+
 def available() -> bool:
     """Whether the ``triton`` package is installed."""
     return _HAVE_TRITON
@@ -160,7 +176,6 @@ def _from_function(name: str):
 triton_chunked_memory = _from_function("triton_chunked_memory")
 gate_inputs = _from_function("gate_inputs")
 memory_with_gates = _from_function("memory_with_gates")
-variant = _from_function("variant")
 
 
 __all__ = ["available", "interpreting", "static_reason", "unsupported_reason", "resource_reason", "decide",

@@ -91,20 +91,8 @@ def _launch_opts(D: int, N: int) -> dict:
     return {"num_warps": warps, "num_stages": 1}
 
 
-VARIANTS = ("v6", "v4", "v2", "v5")  # kernel versions (docs/kernel-notes.md); TITANS_TRITON_KERNELS picks one
-
-
-def variant() -> str:
-    """Kernel version (docs/kernel-notes.md), environment ``TITANS_TRITON_KERNELS``: ``v6``
-    (default; L_M = 1 and 2: forward and backward each split into a sequential state kernel and
-    a query-pass kernel with one program per (batch·head, chunk); 1.3–1.8× faster than v4 at
-    L_M = 2, ~1.7× the activation memory), ``v4`` (one program per (batch, head) with the chunk
-    loop inside; smaller live set), ``v2`` (the first one), ``v5`` (main backward pass split in
-    two) — v2/v4/v5 differ only in the L_M = 2 backward. All compute the same outputs."""
-    v = os.environ.get("TITANS_TRITON_KERNELS", "v6")
-    if v not in VARIANTS:
-        raise ValueError(f"TITANS_TRITON_KERNELS must be one of {VARIANTS}, got {v!r}")
-    return v
+# Kernel versions and the choice among them live in the package (no triton import needed there).
+from . import VARIANTS, variant  # noqa: E402, F401
 
 
 def split_kernels(kernels: str | None = None) -> bool:
