@@ -86,8 +86,7 @@ def build_model(name: str, args: argparse.Namespace, device: torch.device) -> Ti
         return TitansLM(cfg).to(device)
     model = TitansLM.from_pretrained(Path(args.init) / name, map_location=device)
     diff = config_diff(effective_config(model.config), effective_config(cfg))
-    allowed = set(getattr(args, "init_changes", None) or ())
-    refused = {k: v for k, v in diff.items() if k not in allowed}
+    refused = {k: v for k, v in diff.items() if k not in args.init_changes}
     if refused:
         raise ValueError(f"--init {args.init}/{name}: its config differs from the flags' "
                          f"(field: (exported, flags)): {refused}; fields that keep every weight's "

@@ -895,6 +895,7 @@ def fwd2_query_kernel(Q, K, D2, Y, AV, CV, GM, W1, S1, W2, S2, TW1, TW2, NC, TP,
     k = tl.load(K + tok + nd).to(tl.float32)
     d2 = tl.load(D2 + tok + nd)
     a = tl.load(AV + g * N + rn)
+    ta = (1.0 - a)[:, None]  # weight of the forget targets (HAS_T only; dead code otherwise)
     cc = tl.load(CV + g * N + rn)
     gm = tl.load(GM + g * N * N + nn)
     m0 = gm * _dot(q, tl.trans(k), PREC)
@@ -909,11 +910,11 @@ def fwd2_query_kernel(Q, K, D2, Y, AV, CV, GM, W1, S1, W2, S2, TW1, TW2, NC, TP,
         d1 = _dot(d2, tl.trans(w2), PREC) * _act_d(z0, ACT)
         o0 = a[:, None] * _dot(q, w1, PREC) + cc[:, None] * _dot(q, s1, PREC) - _dot(m0, d1, PREC)
         if HAS_T:
-            o0 += (1.0 - a)[:, None] * _dot(q, tl.load(TW1 + pid * DH + j0 + dj), PREC)
+            o0 += ta * _dot(q, tl.load(TW1 + pid * DH + j0 + dj), PREC)
         h1 = _act(o0, ACT)
         y += a[:, None] * _dot(h1, w2, PREC) + cc[:, None] * _dot(h1, s2, PREC)
         if HAS_T:
-            y += (1.0 - a)[:, None] * _dot(h1, tl.load(TW2 + pid * DH + j0 * D + jd), PREC)
+            y += ta * _dot(h1, tl.load(TW2 + pid * DH + j0 * D + jd), PREC)
         p1 += _dot(h1, tl.trans(_act(z0, ACT)), PREC)
     y -= _dot(gm * p1, d2, PREC)
     tl.store(Y + tok + nd, y)
@@ -952,6 +953,7 @@ def bwd2_query_kernel(Q, K, D2, DY, AV, CV, GM, W1, S1, W2, S2,
     d2 = tl.load(D2 + tok + nd)
     dy = tl.load(DY + tok + nd)
     a = tl.load(AV + g * N + rn)
+    ta = (1.0 - a)[:, None]  # weight of the forget targets (HAS_T only; dead code otherwise)
     cc = tl.load(CV + g * N + rn)
     gm = tl.load(GM + g * N * N + nn)
     qk = _dot(q, tl.trans(k), PREC)
@@ -977,7 +979,7 @@ def bwd2_query_kernel(Q, K, D2, DY, AV, CV, GM, W1, S1, W2, S2,
         if HAS_T:
             tw1 = tl.load(TW1 + pid * DH + j0 + dj)
             qt1 = _dot(q, tw1, PREC)
-            o0 += (1.0 - a)[:, None] * qt1
+            o0 += ta * qt1
         h1 = _act(o0, ACT)
         p1 += _dot(h1, tl.trans(x1), PREC)
         # Layer 2: y = A⊙(h1 W2) + c⊙(h1 S2) - (G⊙P1) d2.
@@ -992,8 +994,8 @@ def bwd2_query_kernel(Q, K, D2, DY, AV, CV, GM, W1, S1, W2, S2,
         if HAS_T:  # y += (1 - A)⊙(h1 W̄2)
             dyt2 = _dot(dy, tl.trans(tl.load(TW2 + pid * DH + j0 * D + jd)), PREC)
             da -= tl.sum(dyt2 * h1, 1)
-            dh1 += (1.0 - a)[:, None] * dyt2
-            tl.store(QT2 + q_out + j0 * D + jd, _dot(h1t, (1.0 - a)[:, None] * dy, PREC))
+            dh1 += ta * dyt2
+            tl.store(QT2 + q_out + j0 * D + jd, _dot(h1t, ta * dy, PREC))
         tl.store(DX1 + tokh + j0 + nj, _dot(tl.trans(dp1), h1, PREC))
         # Layer 1: o0 = A⊙(q W1) + c⊙(q S1) - M0 d1.
         do0 = dh1 * _act_d(o0, ACT)
@@ -1006,7 +1008,7 @@ def bwd2_query_kernel(Q, K, D2, DY, AV, CV, GM, W1, S1, W2, S2,
         dq += _dot(ado0, tl.trans(w1), PREC) + _dot(cdo0, tl.trans(s1), PREC)
         if HAS_T:  # o0 += (1 - A)⊙(q W̄1)
             da -= tl.sum(do0 * qt1, 1)
-            tdo0 = (1.0 - a)[:, None] * do0
+            tdo0 = ta * do0
             tl.store(QT1 + q_out + j0 + dj, _dot(qt, tdo0, PREC))
             dq += _dot(tdo0, tl.trans(tw1), PREC)
         dm0 -= _dot(do0, tl.trans(d1), PREC)
