@@ -117,8 +117,8 @@ def main() -> None:
     p.add_argument("--segments", default="0,256,512", help="recompute_segment values (0 = off) for the "
                    "whole-call count at the last shape")
     p.add_argument("--gates", choices=("auto", "triton", "torch"), default="auto",
-                   help="who forms the gate inputs (TITANS_TRITON_GATES; auto = PyTorch when a "
-                   "gradient is needed, as here)")
+                   help="who forms the gate inputs (TITANS_TRITON_GATES; auto = the fused kernels "
+                   "at chunks <= 64, PyTorch at 128)")
     p.add_argument("--out", default=None, help="optional JSON")
     args = p.parse_args()
     os.environ["TITANS_TRITON_GATES"] = args.gates

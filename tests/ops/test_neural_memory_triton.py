@@ -414,6 +414,10 @@ GPU_CASES = [  # depth, D, hidden, chunk, T, act
     ("ieee", *GPU_CASES[0]), ("ieee", *GPU_CASES[3]), ("tf32", *GPU_CASES[3])])
 def test_gpu_fp32_matches_reference(monkeypatch, case):
     prec, depth, D, hidden, chunk, T, act = case
+    from titans.ops.neural_memory.triton import function
+
+    if function.gate_backend() == "triton" and chunk > function.FUSED_GATE_MAX_CHUNK:
+        pytest.skip(f"{function.GATES_ENV}=triton refuses chunk {chunk} by design")
     # ReLU memory: θ up to 0.5 makes its inner descent diverge (the reference too), and α up to
     # 0.2 over 260 tokens decays the weights to ~1e-11, where the sign of every pre-activation
     # (hence σ') is rounding noise; keep it well conditioned. Even so, bf16 operands flip σ' of
