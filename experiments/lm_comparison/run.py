@@ -49,7 +49,7 @@ def make_config(args, name: str, steps: int, out_dir: Path) -> TrainConfig:
         val_data=str(args.data / "gutenberg_val.npy"), seq_len=args.seq_len, batch_size=args.batch_size,
         global_batch=args.batch_size, max_steps=steps, warmup_steps=max(1, steps // 10), lr=args.lr,
         eval_interval=0, eval_batches=4, log_interval=max(1, steps // 10), sample_tokens=0, progress=False,
-        out_dir=str(out_dir / name), seed=0, ckpt_interval=0, keep_checkpoints=1,
+        out_dir=str(out_dir / name), seed=args.seed, ckpt_interval=0, keep_checkpoints=1,
         model_overrides=overrides))
 
 
@@ -90,6 +90,7 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS),
                    help=f"models to train: {', '.join(VARIANTS + tuple(ABLATIONS))}")
     p.add_argument("--probe", nargs="+", default=["mac", "lmm"], help="variants timed to set the steps")
+    p.add_argument("--seed", type=int, default=0, help="seed of every model's init and data order")
     args = p.parse_args()
     for name in args.variants + args.probe:
         resolve(name)  # fail on a typo before any GPU work
