@@ -57,8 +57,8 @@ def accuracy(model: TitansLM, P: int, gap: int, samples: int, batch_size: int) -
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=["transformer", "lmm", "mac"], default="lmm")
-    p.add_argument("--segment", type=int, default=16, help="MAC segment (attention window)")
+    p.add_argument("--model", choices=["transformer", "lmm", "mac", "mag", "mal"], default="lmm")
+    p.add_argument("--segment", type=int, default=16, help="MAC segment = MAG / MAL sliding window")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--d-model", type=int, default=64)
@@ -84,6 +84,8 @@ def main() -> None:
     elif args.model == "mac":
         cfg = get_config("tiny-mac", segment_len=args.segment, n_persistent=4, n_retrieve=4,
                          **mac_options(args), **common)
+    elif args.model in ("mag", "mal"):
+        cfg = get_config(f"tiny-{args.model}", window=args.segment, n_persistent=4, **common)
     else:
         cfg = get_config("tiny-lmm", n_persistent=0, **common)
     model = TitansLM(cfg)

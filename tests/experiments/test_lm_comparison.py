@@ -30,8 +30,8 @@ def test_seed_reaches_the_training_config(tmp_path):
 
 
 def _run(ppl: dict[str, float]) -> dict:
-    return {"models": {m: {"parameters": 1000, "gutenberg_test": {"ppl": p}, "wikitext2_test": {"ppl": 2 * p}}
-                       for m, p in ppl.items()}}
+    return {"models": {m: {"parameters": 1000, "gutenberg_test": {"ppl": p}, "val": {"ppl": p + 1},
+                           "wikitext2_test": {"ppl": 2 * p}} for m, p in ppl.items()}}
 
 
 def test_seed_table_pairs_each_ablation_with_its_seeds_lmm(tmp_path, capsys):
@@ -44,7 +44,8 @@ def test_seed_table_pairs_each_ablation_with_its_seeds_lmm(tmp_path, capsys):
     (tmp_path / "seed2.json").write_text(json.dumps(failed))
     table.main(tmp_path)
     out = capsys.readouterr().out
-    assert "| lmm-linear | 0.00M | 110.0 / 180.0 | 145.0 ± 49.5 | +0.0% ± 14.1 |" in out
+    assert "| lmm-linear | 0.00M | 110.0 / 180.0 | 145.0 ± 49.5 | +0.0% ± 14.1 | 146.0 ± 49.5 | 290 ± 99 |" \
+        in out
     assert "| lmm | 0.00M | 100.0 / 200.0 / 150.0 | 150.0 ± 50.0 | — |" in out
     rows = (tmp_path / "summary.csv").read_text().splitlines()
-    assert rows[2].startswith("lmm-linear,2,1000,145.00,49.50")
+    assert rows[2].startswith("lmm-linear,2,1000,145.00,49.50,146.00,49.50,290.00,98.99,0.00,14.14")
