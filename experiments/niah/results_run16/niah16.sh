@@ -10,6 +10,8 @@
 #   PHASE 2: both resume and train on.    PHASE 3: resume, train on, export, test 2K-64K.
 # .data/s13 holds data/ (Gutenberg test split + 25M characters of train-00, as runs 13-15) and
 # init/mac: run 15's init-target MAC export. Checkpoints live in ../ckpt_*: one warm machine.
+# Phase 1's test and timing outputs were committed under benchmarks/results/ (gpu_tests_v11_h200.log,
+# gpu_tests_gates16_h200.log, kernel_v11_h200.{json,log}); the training logs are in cmd1-3/ here.
 set -uo pipefail
 phase=$1; out=$2; mkdir -p "$out"
 ln -sfn .data/s13/data data
