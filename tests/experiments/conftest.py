@@ -11,14 +11,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _load(name: str, rel: str):
+    """The script at ``ROOT / rel`` executed as module ``name`` (registered in ``sys.modules``)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script(name, "experiments/...py")``: an experiment script as a module."""
+    return _load
+
+
 @pytest.fixture(scope="module")
 def run_niah():
     """``experiments/niah/run_niah.py`` (it puts ``experiments/`` on the path for its harness)."""
-    spec = importlib.util.spec_from_file_location("run_niah", ROOT / "experiments/niah/run_niah.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["run_niah"] = module
-    spec.loader.exec_module(module)
-    return module
+    return _load("run_niah", "experiments/niah/run_niah.py")
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +41,4 @@ def task_training(run_niah):
 @pytest.fixture(scope="module")
 def run_babilong(run_niah):
     """``experiments/babilong/run_babilong.py`` (after ``run_niah``, which puts the harness on the path)."""
-    path = ROOT / "experiments/babilong/run_babilong.py"
-    spec = importlib.util.spec_from_file_location("run_babilong", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["run_babilong"] = module
-    spec.loader.exec_module(module)
-    return module
+    return _load("run_babilong", "experiments/babilong/run_babilong.py")

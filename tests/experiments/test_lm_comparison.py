@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def load(name: str, rel: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_seed_reaches_the_training_config(tmp_path):
-    run = load("lm_comparison_run", "experiments/lm_comparison/run.py")
+def test_seed_reaches_the_training_config(load_script, tmp_path):
+    run = load_script("lm_comparison_run", "experiments/lm_comparison/run.py")
     (tmp_path / "tok").mkdir()
     for name in ("train.npy", "gutenberg_val.npy"):
         (tmp_path / name).write_bytes(b"")
@@ -34,8 +23,8 @@ def _run(ppl: dict[str, float]) -> dict:
                            "wikitext2_test": {"ppl": 2 * p}} for m, p in ppl.items()}}
 
 
-def test_seed_table_pairs_each_ablation_with_its_seeds_lmm(tmp_path, capsys):
-    table = load("lm_cpu_seed_table", "experiments/lm_comparison/results_cpu_seeds/table.py")
+def test_seed_table_pairs_each_ablation_with_its_seeds_lmm(load_script, tmp_path, capsys):
+    table = load_script("lm_cpu_seed_table", "experiments/lm_comparison/results_cpu_seeds/table.py")
     # seed 0: lmm 100, ablation 110 (+10%); seed 1: lmm 200, ablation 180 (-10%)
     (tmp_path / "seed0.json").write_text(json.dumps(_run({"lmm": 100.0, "lmm-linear": 110.0})))
     (tmp_path / "seed1.json").write_text(json.dumps(_run({"lmm": 200.0, "lmm-linear": 180.0})))

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def plot_babilong():
-    path = ROOT / "experiments/babilong/plot_babilong.py"
-    spec = importlib.util.spec_from_file_location("plot_babilong", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def plot_babilong(load_script):
+    return load_script("plot_babilong", "experiments/babilong/plot_babilong.py")
 
 
 def test_babilong_reader_takes_logs_and_results(plot_babilong, tmp_path):
@@ -33,10 +25,8 @@ def test_babilong_reader_takes_logs_and_results(plot_babilong, tmp_path):
     assert out.stat().st_size > 0
 
 
-def test_niah_heatmap_labels_rows_of_files_holding_the_same_model(tmp_path):
-    spec = importlib.util.spec_from_file_location("plot_niah", ROOT / "experiments/niah/plot_niah.py")
-    plot_niah = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(plot_niah)
+def test_niah_heatmap_labels_rows_of_files_holding_the_same_model(load_script, tmp_path):
+    plot_niah = load_script("plot_niah", "experiments/niah/plot_niah.py")
     records = [{"variant": "passkey", "length": n, "depth": d, "index": 0, "score": 1}
                for n in (1024, 2048) for d in (0.0, 1.0)]
     paths = []
@@ -51,11 +41,8 @@ def test_niah_heatmap_labels_rows_of_files_holding_the_same_model(tmp_path):
         plot_niah.main(paths, str(out), labels=["early"])
 
 
-def test_forget_target_gpu_table_reads_the_harness_log_lines(tmp_path):
-    path = ROOT / "experiments/forget_target/gpu/table.py"
-    spec = importlib.util.spec_from_file_location("ft_gpu_table", path)
-    table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(table)
+def test_forget_target_gpu_table_reads_the_harness_log_lines(load_script, tmp_path):
+    table = load_script("ft_gpu_table", "experiments/forget_target/gpu/table.py")
     log = tmp_path / "x.log"
     log.write_text("  step 1480 lm 1.2 niah 0.01 ctx 0.9 copy 0.2 |g| 12.9 (1390s)\n"
                    "  step 1490 lm 1.2 niah 0.01 ctx 0.9 copy 0.2 |g| 12.9 (1398s)\n"

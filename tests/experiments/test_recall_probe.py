@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def mqar():
-    spec = importlib.util.spec_from_file_location("mqar", ROOT / "experiments/recall_probe/mqar.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def mqar(load_script):
+    return load_script("mqar", "experiments/recall_probe/mqar.py")
 
 
 def test_batch_targets_are_each_queried_keys_value(mqar):

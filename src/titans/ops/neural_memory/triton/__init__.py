@@ -108,7 +108,7 @@ def resource_key(q: Tensor, weights, chunk_size: int, activation: str, backward:
     """What decides whether a configuration's kernels fit: device, depth, sizes, activation,
     operand precision, token dtype, whether the backward kernel is needed, and whether the
     L_M = 2 kernels carry a forget target (more live tiles)."""
-    from .function import _launch_opts, hidden_tile, precision, variant  # noqa: PLC0415 - imports triton
+    from .function import _launch_opts, hidden_tile, precision  # noqa: PLC0415 - imports triton
 
     depth, D = len(weights), q.shape[-1]
     hidden = weights[0].shape[-1] if depth == 2 else D
