@@ -17,6 +17,7 @@ a missing peer, an OOM or a compile failure is recorded, not fatal.
 
     PYTHONPATH=src python3 benchmarks/bench_kernel.py --out benchmarks/results/kernel_h100.json
     python3 benchmarks/bench_kernel.py --plot benchmarks/results/kernel_h100.json
+    python3 benchmarks/bench_kernel.py --plot A.json B.json --out AB.png   # two commands, one figure
 """
 
 from __future__ import annotations
@@ -273,7 +274,8 @@ def main() -> None:
     p.add_argument("--heads", type=int, default=16)
     p.add_argument("--chunk", type=int, default=64)
     p.add_argument("--max-seconds", type=float, default=8.0)
-    p.add_argument("--out", default="benchmarks/results/kernel.json")
+    p.add_argument("--out", default=None, help="results JSON (default benchmarks/results/kernel.json); "
+                   "with --plot: the figure's path")
     p.add_argument("--resources", action="store_true",
                    help="only compile the kernels for sm_90a (no GPU needed) and print ptxas's "
                         "registers / spills / stack and Triton's shared memory per config")
@@ -281,13 +283,18 @@ def main() -> None:
                    help="section 'kernels' (L_M = 2) and --resources: hidden-tile widths BH to run or "
                         "compile, e.g. 64,32 (TITANS_TRITON_HIDDEN_TILE; a GPU launch refuses 32/16, "
                         "which crashed on an H200: only --resources compiles them)")
-    p.add_argument("--plot", default=None, help="only draw the figure of an existing results JSON")
+    p.add_argument("--plot", nargs="+", default=None,
+                   help="only draw the figure of existing results JSON(s): several runs (e.g. two "
+                        "device commands of one session) share one figure, a layer measured in more "
+                        "than one of them labelled by its file; written to --out (.png) if given, "
+                        "else next to the first JSON")
     p.add_argument("--depth-from", default=None,
                    help="with --plot: take depth rows missing from the plotted JSON from this one")
     args = p.parse_args()
     if args.plot:
-        plot(args.plot, args.depth_from)
+        plot(args.plot, args.depth_from, args.out)
         return
+    args.out = args.out or "benchmarks/results/kernel.json"
     if args.resources:
         resources(args.kernels, [int(b) for b in args.hidden_tiles.split(',')])
         return
@@ -427,42 +434,54 @@ def resources(kernels: str = "", hidden_tiles: list[int] | None = None) -> None:
         print(f"{fn.fn.__name__:<18} {shown} shared {k.metadata.shared} B ({fit}) | {info}", flush=True)
 
 
-def plot(path: str, depth_from: str | None = None) -> None:
+def plot(paths: str | list[str], depth_from: str | None = None, out: str | None = None) -> str:
+    """Draw layer throughput vs T (left) and our layer vs memory depth (right) from one or more
+    results JSONs; returns the figure's path (``out``, or the first JSON's with ``.png``).
+
+    Several JSONs share the figure: a layer measured in more than one of them is drawn once per
+    run, labelled ``model (file stem)``, so ratios are read within one run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    res = json.loads(open(path).read())
-    if depth_from:  # fill (depth, B, T) rows this run did not reach from another run
-        have = {(r["depth"], r["B"], r["T"]) for r in res["depth"] if "error" not in r}
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    runs = [(os.path.splitext(os.path.basename(p))[0], json.loads(open(p).read())) for p in paths]
+    depth = [r for _, res in runs for r in res.get("depth", [])]
+    if depth_from:  # fill (depth, B, T) rows these runs did not reach from another run
+        have = {(r["depth"], r["B"], r["T"]) for r in depth if "error" not in r}
         extra = json.loads(open(depth_from).read())["depth"]
-        res["depth"] += [r | {"from": depth_from} for r in extra
-                         if "error" not in r and (r["depth"], r["B"], r["T"]) not in have]
+        depth += [r | {"from": depth_from} for r in extra
+                  if "error" not in r and (r["depth"], r["B"], r["T"]) not in have]
+    seen: dict[str, int] = {}
+    for _, res in runs:
+        for m in dict.fromkeys(r["model"] for r in res.get("layers", [])):
+            seen[m] = seen.get(m, 0) + 1
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    models = []
-    for r in res["layers"]:
-        if r["model"] not in models:
-            models.append(r["model"])
-    for m in models:
-        rows = [r for r in res["layers"] if r["model"] == m and "error" not in r]
-        if rows:
-            ax1.plot([r["T"] for r in rows], [r["tokens_per_s"] for r in rows], "o-", label=m)
+    for stem, res in runs:
+        for m in dict.fromkeys(r["model"] for r in res.get("layers", [])):
+            rows = [r for r in res["layers"] if r["model"] == m and "error" not in r]
+            if rows:
+                label = f"{m} ({stem})" if seen[m] > 1 else m
+                ax1.plot([r["T"] for r in rows], [r["tokens_per_s"] for r in rows], "o-", label=label)
     ax1.set(xscale="log", yscale="log", xlabel="sequence length T (16K tokens a step)",
             ylabel="tokens/s (fwd+bwd, bf16 autocast)", title="layer throughput")
     ax1.legend(fontsize=8)
-    for d in sorted({r["depth"] for r in res["depth"]}):
-        rows = [r for r in res["depth"] if r["depth"] == d and "error" not in r]
+    for d in sorted({r["depth"] for r in depth}):
+        rows = [r for r in depth if r["depth"] == d and "error" not in r]
         if rows:
             ax2.plot([r["T"] for r in rows], [r["tokens_per_s"] for r in rows], "o-", label=f"L_M = {d}")
     ax2.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="tokens/s",
             title="ours vs memory depth (L_M ≤ 2 Triton, deeper PyTorch)")
     ax2.legend(fontsize=8)
-    fig.suptitle(f"{res['env'].get('device')} · {res['env'].get('time_utc')}")
+    envs = [res["env"] for _, res in runs]
+    fig.suptitle(f"{envs[0].get('device')} · " + ", ".join(str(e.get("time_utc")) for e in envs))
     fig.tight_layout()
-    out = os.path.splitext(path)[0] + ".png"
+    out = out or os.path.splitext(paths[0])[0] + ".png"
     fig.savefig(out, dpi=120)
+    plt.close(fig)
     print("wrote", out)
+    return out
 
 
 if __name__ == "__main__":

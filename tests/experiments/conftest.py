@@ -1,35 +1,17 @@
-"""Fixtures: the experiment scripts (outside the package) loaded as modules."""
+"""Fixtures: the experiment scripts (outside the package) loaded as modules (the loader is
+``load_script`` of ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(name: str, rel: str):
-    """The script at ``ROOT / rel`` executed as module ``name`` (registered in ``sys.modules``)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def load_script():
-    """``load_script(name, "experiments/...py")``: an experiment script as a module."""
-    return _load
-
 
 @pytest.fixture(scope="module")
-def run_niah():
+def run_niah(load_script):
     """``experiments/niah/run_niah.py`` (it puts ``experiments/`` on the path for its harness)."""
-    return _load("run_niah", "experiments/niah/run_niah.py")
+    return load_script("run_niah", "experiments/niah/run_niah.py")
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +21,6 @@ def task_training(run_niah):
 
 
 @pytest.fixture(scope="module")
-def run_babilong(run_niah):
+def run_babilong(run_niah, load_script):
     """``experiments/babilong/run_babilong.py`` (after ``run_niah``, which puts the harness on the path)."""
-    return _load("run_babilong", "experiments/babilong/run_babilong.py")
+    return load_script("run_babilong", "experiments/babilong/run_babilong.py")

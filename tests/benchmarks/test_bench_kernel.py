@@ -1,0 +1,46 @@
+"""The kernel benchmark's figure: several runs (device commands) drawn into one figure."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def bench_kernel(load_script):
+    return load_script("bench_kernel", "benchmarks/bench_kernel.py")
+
+
+def _run(path, time_utc, layers, depth=()):
+    path.write_text(json.dumps({
+        "env": {"device": "test GPU", "time_utc": time_utc},
+        "layers": [{"model": m, "B": 16384 // t, "T": t, "tokens_per_s": v, "peak_gb": 1.0}
+                   for m, t, v in layers],
+        "depth": [{"depth": d, "B": 16384 // t, "T": t, "tokens_per_s": v} for d, t, v in depth]}))
+    return str(path)
+
+
+def test_plot_of_two_runs_labels_a_layer_measured_in_both_by_its_file(bench_kernel, tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    a = _run(tmp_path / "run_a.json", "t0", [("ours", 2048, 5e5), ("ours", 16384, 2e5), ("peer", 2048, 2e5)])
+    b = _run(tmp_path / "run_b.json", "t1", [("ours", 2048, 6e5), ("gdn", 2048, 2e6), ("gdn", 16384, 2e6)],
+             depth=[(1, 2048, 1e6), (2, 2048, 5e5)])
+    labels = []
+    real_plot = matplotlib.axes.Axes.plot
+
+    def spy(self, *args, label=None, **kw):
+        labels.append(label)
+        return real_plot(self, *args, label=label, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    out = bench_kernel.plot([a, b], out=str(tmp_path / "fig.png"))
+    assert out == str(tmp_path / "fig.png") and (tmp_path / "fig.png").stat().st_size > 0
+    assert labels == ["ours (run_a)", "peer", "ours (run_b)", "gdn", "L_M = 1", "L_M = 2"]
+
+
+def test_plot_of_one_run_keeps_plain_labels_and_writes_next_to_the_json(bench_kernel, tmp_path):
+    a = _run(tmp_path / "only.json", "t0", [("ours", 2048, 5e5)], depth=[(2, 2048, 5e5)])
+    assert bench_kernel.plot(a) == str(tmp_path / "only.png")
+    assert (tmp_path / "only.png").exists()
