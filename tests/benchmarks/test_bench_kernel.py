@@ -44,3 +44,29 @@ def test_plot_of_one_run_keeps_plain_labels_and_writes_next_to_the_json(bench_ke
     a = _run(tmp_path / "only.json", "t0", [("ours", 2048, 5e5)], depth=[(2, 2048, 5e5)])
     assert bench_kernel.plot(a) == str(tmp_path / "only.png")
     assert (tmp_path / "only.png").exists()
+
+
+@pytest.fixture(scope="module")
+def layer_glue(load_script):
+    return load_script("count_layer_glue", "benchmarks/count_layer_glue.py")
+
+
+def test_byte_counter_sums_inputs_and_outputs_of_launching_ops_only(layer_glue):
+    import torch
+
+    a, b = torch.ones(4, 8), torch.ones(8, 2)
+    with layer_glue.ByteCounter() as c:
+        a.t().contiguous()  # a view (not counted), then a copy
+        torch.mm(a, b)
+    assert c.bytes["mm"] == (4 * 8 + 8 * 2 + 4 * 2) * 4 and c.calls["mm"] == 1
+    assert "t" not in c.calls and "transpose" not in c.calls
+
+
+def test_layer_glue_stubs_the_op_and_restores_it(layer_glue):
+    import titans.memory.neural_memory as memory_module
+
+    original = memory_module.neural_memory
+    c = layer_glue.count(1, 40, d_model=32, heads=2, chunk=16)
+    assert memory_module.neural_memory is original
+    assert c.calls["mm"] >= 6  # q/k/v, gates, output gate and output projections, and their backward
+    assert sum(c.bytes.values()) > 0
