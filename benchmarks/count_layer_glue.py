@@ -10,6 +10,11 @@ glue would take if it were purely bandwidth-bound.
 
     PYTHONPATH=src python3 benchmarks/count_layer_glue.py --shapes 8x2048,1x16384 \
         --out benchmarks/results/layer_glue_cpu.json
+
+``--op-state`` (needs the ``triton`` package; its kernels are stubbed, nothing runs on a GPU) also
+counts the op's own glue on the Triton path, called as the op benchmark calls it (one memory
+shared over the batch, no momentum) and as the layer calls it (the memory expanded per sequence,
+a zero momentum).
 """
 
 from __future__ import annotations
@@ -70,6 +75,35 @@ def count(B: int, T: int, d_model: int = 1024, heads: int = 16, chunk: int = 64,
     return counter
 
 
+def count_op_state(B: int, T: int, heads: int = 16, head_dim: int = 64, hidden: int = 256,
+                   chunk: int = 64) -> dict[str, ByteCounter]:
+    """Glue of one ``neural_memory`` forward + backward on the Triton path (kernels stubbed), bf16
+    q/k/v, with the state as the op benchmark passes it and as the layer passes it."""
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # lets backend="triton" run on the CPU
+    from count_op_glue import _stub_kernels  # noqa: PLC0415
+
+    from titans.ops import MemoryState, neural_memory  # noqa: PLC0415
+    from titans.ops.neural_memory.state import broadcast_state  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(B, T, heads, head_dim, dtype=torch.bfloat16, requires_grad=True)
+               for _ in range(3))
+    gates = [torch.rand(B, T, heads, requires_grad=True) for _ in range(3)]
+    weights = (torch.randn(heads, head_dim, hidden, requires_grad=True),
+               torch.randn(heads, hidden, head_dim, requires_grad=True))
+    shared = MemoryState(weights, None)
+    states = {"shared, no momentum (op benchmark)": shared,
+              "expanded, zero momentum (layer)": MemoryState(*(tuple(t) for t in broadcast_state(shared, B)))}
+    out = {}
+    for name, state in states.items():
+        counter = ByteCounter()
+        with _stub_kernels(), counter:
+            y, _ = neural_memory(q, k, v, *gates, state, chunk_size=chunk, backend="triton")
+            torch.autograd.grad(y.float().pow(2).sum(), [q, k, v, *gates, *weights])
+        out[name] = counter
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shapes", default="8x2048,1x16384", help="B x T, comma-separated")
@@ -79,6 +113,8 @@ def main() -> None:
     p.add_argument("--copy-gbps", type=float, default=4174.0,
                    help="the copy ceiling to convert bytes to time (H200, session 14: 4,174 GB/s)")
     p.add_argument("--top", type=int, default=10)
+    p.add_argument("--op-state", action="store_true", help="also count the op's own glue with the "
+                   "state as the op benchmark and as the layer pass it (needs the triton package)")
     p.add_argument("--out", default=None, help="optional JSON")
     args = p.parse_args()
     results = {}
@@ -93,6 +129,14 @@ def main() -> None:
               f"= {results[shape]['ms_at_copy_ceiling']:.2f} ms at {args.copy_gbps:,.0f} GB/s")
         for k, v in c.bytes.most_common(args.top):
             print(f"    {k:24s} {c.calls[k]:4d} calls {v / 1e9:7.3f} GB")
+        if args.op_state:
+            for name, c in count_op_state(B, T, args.heads, args.d_model // args.heads,
+                                          4 * args.d_model // args.heads, args.chunk).items():
+                total = sum(c.bytes.values())
+                results[shape].setdefault("op_glue", {})[name] = {
+                    "launching_ops": sum(c.calls.values()), "bytes": total,
+                    "by_op": {k: {"calls": c.calls[k], "bytes": v} for k, v in c.bytes.most_common()}}
+                print(f"    op glue, {name}: {sum(c.calls.values())} launching ops, {total / 1e9:.2f} GB")
     if args.out:
         write_json(args.out, {"env": environment(), "config": vars(args), "results": results})
 

@@ -70,3 +70,10 @@ def test_layer_glue_stubs_the_op_and_restores_it(layer_glue):
     assert memory_module.neural_memory is original
     assert c.calls["mm"] >= 6  # q/k/v, gates, output gate and output projections, and their backward
     assert sum(c.bytes.values()) > 0
+
+
+def test_op_state_counts_both_ways_of_passing_the_state(layer_glue):
+    pytest.importorskip("triton")
+    counts = layer_glue.count_op_state(1, 32, heads=2, head_dim=16, hidden=32, chunk=16)
+    assert len(counts) == 2
+    assert all(sum(c.bytes.values()) > 0 and sum(c.calls.values()) > 0 for c in counts.values())
