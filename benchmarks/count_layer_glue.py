@@ -37,12 +37,14 @@ from titans.memory import NeuralMemory, NeuralMemoryConfig  # noqa: E402
 
 
 class ByteCounter(TorchDispatchMode):
-    """Per ATen op (by name): calls and bytes of its tensor inputs and outputs, launching ops only."""
+    """Per ATen op (by name): calls and bytes of its tensor inputs and outputs, launching ops
+    only; and the FLOPs of the matrix products (``mm``, ``addmm``, ``bmm``: 2·m·n·k each)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.calls: collections.Counter[str] = collections.Counter()
         self.bytes: collections.Counter[str] = collections.Counter()
+        self.matmul_flops = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -51,6 +53,8 @@ class ByteCounter(TorchDispatchMode):
             tensors = [t for t in tree_leaves([args, kwargs or {}, out]) if torch.is_tensor(t)]
             self.calls[name] += 1
             self.bytes[name] += sum(t.numel() * t.element_size() for t in tensors)
+            if name in ("mm", "addmm", "bmm"):
+                self.matmul_flops += 2 * out.numel() * args[-1].shape[-2]  # [.., m, n] out, [.., k, n] right
         return out
 
 
@@ -112,6 +116,8 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=64)
     p.add_argument("--copy-gbps", type=float, default=4174.0,
                    help="the copy ceiling to convert bytes to time (H200, session 14: 4,174 GB/s)")
+    p.add_argument("--matmul-tflops", type=float, default=776.5,
+                   help="the bf16 matmul ceiling (H200, session 14: 776.5 TFLOP/s)")
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--op-state", action="store_true", help="also count the op's own glue with the "
                    "state as the op benchmark and as the layer pass it (needs the triton package)")
@@ -124,9 +130,13 @@ def main() -> None:
         total = sum(c.bytes.values())
         results[shape] = {"launching_ops": sum(c.calls.values()), "bytes": total,
                           "ms_at_copy_ceiling": total / args.copy_gbps / 1e6,
+                          "matmul_flops": c.matmul_flops,
+                          "ms_at_matmul_ceiling": c.matmul_flops / args.matmul_tflops / 1e9,
                           "by_op": {k: {"calls": c.calls[k], "bytes": v} for k, v in c.bytes.most_common()}}
         print(f"({B}, {T}): {results[shape]['launching_ops']} launching ops, {total / 1e9:.2f} GB "
-              f"= {results[shape]['ms_at_copy_ceiling']:.2f} ms at {args.copy_gbps:,.0f} GB/s")
+              f"= {results[shape]['ms_at_copy_ceiling']:.2f} ms at {args.copy_gbps:,.0f} GB/s; matmuls "
+              f"{c.matmul_flops / 1e12:.3f} TFLOP = {results[shape]['ms_at_matmul_ceiling']:.2f} ms at "
+              f"{args.matmul_tflops:.0f} TFLOP/s")
         for k, v in c.bytes.most_common(args.top):
             print(f"    {k:24s} {c.calls[k]:4d} calls {v / 1e9:7.3f} GB")
         if args.op_state:

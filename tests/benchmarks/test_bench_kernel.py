@@ -59,6 +59,7 @@ def test_byte_counter_sums_inputs_and_outputs_of_launching_ops_only(layer_glue):
         a.t().contiguous()  # a view (not counted), then a copy
         torch.mm(a, b)
     assert c.bytes["mm"] == (4 * 8 + 8 * 2 + 4 * 2) * 4 and c.calls["mm"] == 1
+    assert c.matmul_flops == 2 * 4 * 8 * 2
     assert "t" not in c.calls and "transpose" not in c.calls
 
 
