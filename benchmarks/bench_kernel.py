@@ -197,13 +197,17 @@ def build(name: str, d_model: int, heads: int, chunk: int, depth: int = 2):
         from titans.memory import NeuralMemory, NeuralMemoryConfig
 
         # ours-triton-rcN: the op recomputes segments of N tokens in the backward pass;
-        # ours-*-init: the memory forgets towards its initial weights (forget_target="init")
+        # ours-*-init: the memory forgets towards its initial weights (forget_target="init");
+        # ours-*-compile: torch.compile of the layer (the glue around the op fused)
+        compiled = name.endswith("-compile")
+        name = name.removesuffix("-compile")
         target = "init" if name.endswith("-init") else "zero"
         name = name.removesuffix("-init")
         segment = int(name.split("-rc")[1]) if "-rc" in name else None
-        return NeuralMemory(NeuralMemoryConfig(d_model=d_model, num_heads=heads, depth=depth,
-                                               expansion=4.0, chunk_size=chunk, recompute_segment=segment,
-                                               forget_target=target))
+        layer = NeuralMemory(NeuralMemoryConfig(d_model=d_model, num_heads=heads, depth=depth,
+                                                expansion=4.0, chunk_size=chunk, recompute_segment=segment,
+                                                forget_target=target))
+        return torch.compile(layer) if compiled else layer
     if name == "sdpa":
         from bench_memory import SDPAttention
 
@@ -256,7 +260,8 @@ def main() -> None:
     p.add_argument("--models", default="ours-triton,ours-triton-rc256,ours-torch,titans-pytorch,"
                    "titans-pytorch-bs64,gdn,sdpa", help="layers to time; ours-triton-rcN recomputes "
                    "the memory op in segments of N tokens (recompute_segment) to save memory; a "
-                   "suffix -init on ours-* forgets towards the initial memory (forget_target)")
+                   "suffix -init on ours-* forgets towards the initial memory (forget_target); a "
+                   "last suffix -compile runs torch.compile of the layer")
     p.add_argument("--shapes", default=",".join(f"{b}x{t}" for b, t in SHAPES))
     p.add_argument("--depths", default="1,2,3,4")
     p.add_argument("--sections", default="ceilings,op,layers,depth",

@@ -78,3 +78,28 @@ def test_op_state_counts_both_ways_of_passing_the_state(layer_glue):
     counts = layer_glue.count_op_state(1, 32, heads=2, head_dim=16, hidden=32, chunk=16)
     assert len(counts) == 2
     assert all(sum(c.bytes.values()) > 0 and sum(c.calls.values()) > 0 for c in counts.values())
+
+
+@pytest.mark.parametrize("variant", ["memory-layer", "lmm"])
+def test_profile_step_profiles_a_bare_memory_layer_and_a_model(load_script, variant):
+    import argparse
+
+    profile_step = load_script("profile_step", "benchmarks/profile_step.py")
+    args = argparse.Namespace(variant=variant, d_model=32, n_layers=1, n_heads=2, chunk=16, expansion=2.0,
+                              segment=32, vocab=256, batch=1, seq_len=40, steps=1, profile_steps=1, top=5,
+                              compile=False, out=None)
+    r = profile_step.profile(args)
+    assert r["parameters"] > 0 and r["wall_ms_per_step"] > 0 and r["tokens_per_second"] > 0
+    assert r["top_by_host"] and "Name" in r["table"]
+
+
+def test_layer_names_build_the_layer_they_name(bench_kernel, monkeypatch):
+    import torch
+
+    monkeypatch.setenv(bench_kernel.BACKEND_ENV, "auto")  # build() sets it; restored afterwards
+    plain = bench_kernel.build("ours-triton-init", 32, 2, 16)
+    compiled = bench_kernel.build("ours-triton-rc32-init-compile", 32, 2, 16)
+    assert not hasattr(plain, "_orig_mod") and plain.config.forget_target == "init"
+    assert isinstance(compiled, torch.nn.Module) and hasattr(compiled, "_orig_mod")
+    config = compiled._orig_mod.config
+    assert config.recompute_segment == 32 and config.forget_target == "init"
