@@ -93,6 +93,8 @@ def test_profile_step_profiles_a_bare_memory_layer_and_a_model(load_script, vari
     assert r["top_by_host"] and "Name" in r["table"]
 
 
+# torch.compile's first import walks torch.jit modules that warn about their own deprecation
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_layer_names_build_the_layer_they_name(bench_kernel, monkeypatch):
     import torch
 
