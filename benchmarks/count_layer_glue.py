@@ -31,6 +31,7 @@ from torch.utils._pytree import tree_leaves
 sys.path.insert(0, os.path.dirname(__file__))
 from common import environment, write_json  # noqa: E402
 from count_op_glue import NO_LAUNCH  # noqa: E402
+from count_ops import _stand_in  # noqa: E402  (the one-op stand-in for neural_memory)
 
 import titans.memory.neural_memory as memory_module  # noqa: E402
 from titans.memory import NeuralMemory, NeuralMemoryConfig  # noqa: E402
@@ -56,10 +57,6 @@ class ByteCounter(TorchDispatchMode):
             if name in ("mm", "addmm", "bmm"):
                 self.matmul_flops += 2 * out.numel() * args[-1].shape[-2]  # [.., m, n] out, [.., k, n] right
         return out
-
-
-def _stand_in(q, k, v, theta, eta, alpha, state, **_):
-    return q * 1.0, state
 
 
 def count(B: int, T: int, d_model: int = 1024, heads: int = 16, chunk: int = 64, **memory) -> ByteCounter:
@@ -108,6 +105,12 @@ def count_op_state(B: int, T: int, heads: int = 16, head_dim: int = 64, hidden: 
     return out
 
 
+def _summary(c: ByteCounter) -> dict:
+    total = sum(c.bytes.values())
+    return {"launching_ops": sum(c.calls.values()), "bytes": total,
+            "by_op": {k: {"calls": c.calls[k], "bytes": v} for k, v in c.bytes.most_common()}}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shapes", default="8x2048,1x16384", help="B x T, comma-separated")
@@ -128,11 +131,9 @@ def main() -> None:
         B, T = (int(v) for v in shape.split("x"))
         c = count(B, T, args.d_model, args.heads, args.chunk)
         total = sum(c.bytes.values())
-        results[shape] = {"launching_ops": sum(c.calls.values()), "bytes": total,
-                          "ms_at_copy_ceiling": total / args.copy_gbps / 1e6,
-                          "matmul_flops": c.matmul_flops,
-                          "ms_at_matmul_ceiling": c.matmul_flops / args.matmul_tflops / 1e9,
-                          "by_op": {k: {"calls": c.calls[k], "bytes": v} for k, v in c.bytes.most_common()}}
+        results[shape] = _summary(c) | {"ms_at_copy_ceiling": total / args.copy_gbps / 1e6,
+                                        "matmul_flops": c.matmul_flops,
+                                        "ms_at_matmul_ceiling": c.matmul_flops / args.matmul_tflops / 1e9}
         print(f"({B}, {T}): {results[shape]['launching_ops']} launching ops, {total / 1e9:.2f} GB "
               f"= {results[shape]['ms_at_copy_ceiling']:.2f} ms at {args.copy_gbps:,.0f} GB/s; matmuls "
               f"{c.matmul_flops / 1e12:.3f} TFLOP = {results[shape]['ms_at_matmul_ceiling']:.2f} ms at "
@@ -142,11 +143,9 @@ def main() -> None:
         if args.op_state:
             for name, c in count_op_state(B, T, args.heads, args.d_model // args.heads,
                                           4 * args.d_model // args.heads, args.chunk).items():
-                total = sum(c.bytes.values())
-                results[shape].setdefault("op_glue", {})[name] = {
-                    "launching_ops": sum(c.calls.values()), "bytes": total,
-                    "by_op": {k: {"calls": c.calls[k], "bytes": v} for k, v in c.bytes.most_common()}}
-                print(f"    op glue, {name}: {sum(c.calls.values())} launching ops, {total / 1e9:.2f} GB")
+                summary = results[shape].setdefault("op_glue", {})[name] = _summary(c)
+                print(f"    op glue, {name}: {summary['launching_ops']} launching ops, "
+                      f"{summary['bytes'] / 1e9:.2f} GB")
     if args.out:
         write_json(args.out, {"env": environment(), "config": vars(args), "results": results})
 
